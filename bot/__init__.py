@@ -1,0 +1,1 @@
+"""The neutral core: events, targets, replies, routing, dispatch, inbox and outbox."""

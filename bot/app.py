@@ -1,0 +1,190 @@
+"""Composition root: ``create_app(settings)`` builds everything and wires it through app keys.
+
+No module-level singletons: every test can build as many independent apps as it likes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from contextlib import suppress
+
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+from bot.dispatcher import Dispatcher, Ingress
+from bot.inbox import Inbox, wait_for_db
+from bot.outbox import OutboxSender
+from config import Settings
+from storage.db import async_engine, is_sqlite, sync_engine
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+INBOX = web.AppKey("inbox", Inbox)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+INGRESS = web.AppKey("ingress", Ingress)
+OUTBOX = web.AppKey("outbox", OutboxSender)
+ADAPTERS = web.AppKey("adapters", dict)
+ENGINE = web.AppKey("engine", object)
+HTTP = web.AppKey("http", ClientSession)
+
+
+@web.middleware
+async def never_500(request: web.Request, handler):
+    """Bad input gets a 4xx; a bug still answers, logged, without a stack trace leaking."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        log.warning("bad request to %s: %s", request.path, exc.__class__.__name__)
+        return web.json_response({"error": "bad request"}, status=400)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response({"ok": True, "platforms": sorted(app[ADAPTERS]),
+                              "outbox_sent": app[OUTBOX].sent})
+
+
+def build_adapter(platform: str, settings: Settings, ingress: Ingress):
+    module = importlib.import_module(f"integrations.{platform}.adapter")
+    return module.Adapter(settings, ingress)
+
+
+ROLES = ("all", "web", "worker")
+
+
+def create_app(settings: Settings, routers=None, migrate: bool = True,
+               role: str = "all") -> web.Application:
+    """Build the bot. ``role``: "all" = one process does everything (tests, demo, small
+    sites); "web" = acknowledge callbacks (and run card taps inline for their toast), leaving
+    messages, delivery and jobs to "worker" processes, which serve no HTTP. The inbox and the
+    outbox are the queues between them."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    from handlers import ROUTERS
+
+    platforms = settings.enabled_platforms()
+    url = settings.resolved_database_url()
+    secret = settings.secret()
+    sync = sync_engine(url)
+    wait_for_db(sync)
+    if migrate:
+        upgrade(url)
+    engine = async_engine(url)
+    inbox = Inbox(url, engine=sync)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[never_500])
+    outbox = OutboxSender(engine, {}, max_attempts=settings.outbox_max_attempts,
+                          postgres=not is_sqlite(url))
+    outbox.lease_s = settings.outbox_lease_s
+    # SQLite has one writer: more concurrent handler transactions only queue on its lock
+    dispatcher = Dispatcher(settings, secret, engine, routers if routers is not None else ROUTERS,
+                            on_outbox=outbox.wake, concurrency=4 if is_sqlite(url) else 16)
+    dispatcher.postgres = not is_sqlite(url)
+    dispatcher.inline_messages = role == "all"
+    ingress = Ingress(inbox, dispatcher)
+    app[SETTINGS] = settings
+    app[INBOX] = inbox
+    app[DISPATCHER] = dispatcher
+    app[INGRESS] = ingress
+    app[OUTBOX] = outbox
+    app[ENGINE] = engine
+    app[ADAPTERS] = {}
+    app.router.add_get("/healthz", healthz)
+
+    # Routes must exist before the app freezes: adapters are built now, and get the shared
+    # client session in start().
+    http_holder: dict = {}
+    for p in platforms:
+        adapter = build_adapter(p, settings, ingress)
+        app[ADAPTERS][p] = adapter
+        for method, path, handler in adapter.routes():
+            app.router.add_route(method, path, handler)
+    outbox.adapters = app[ADAPTERS]
+    dispatcher.inline_toast = {p for p, a in app[ADAPTERS].items()
+                               if getattr(a, "inline_toast", False)}
+    web_side, work_side = role in ("all", "web"), role in ("all", "worker")
+    if role == "worker":  # polls the queues instead of being woken by this process's acks
+        outbox.idle_s = 0.2
+    # -- scheduled jobs (issue 5): start/stop only; see jobs/scheduler.py
+    from jobs.scheduler import attach_scheduler
+    scheduler = attach_scheduler(app, settings, engine, secret, on_outbox=outbox.wake)
+    scheduler.add_periodic("chat_buffer.purge", _purge_job(engine, settings), 3600)
+    from jobs.approvals import schedule as schedule_approvals  # reminders/escalation (issue 4)
+    schedule_approvals(scheduler, engine, settings, secret, outbox.wake)
+    # -- deferred jobs: voice notes, photos (issue 3); see jobs/worker.py
+    from jobs.worker import attach_worker
+    worker = attach_worker(app, settings, engine, secret, app[ADAPTERS], outbox.wake,
+                           postgres=not is_sqlite(url))
+
+    async def lifecycle(app: web.Application):
+        http_holder["s"] = ClientSession(timeout=ClientTimeout(total=30),
+                                         connector=TCPConnector(limit=100))
+        if web_side:
+            inbox.start()
+        for adapter in app[ADAPTERS].values():
+            await adapter.start(http_holder["s"])
+        sweeper = None
+        if work_side:
+            outbox.start()
+            await scheduler.start()  # jobs (issue 5)
+            worker.start()  # deferred jobs (issue 3)
+            every, min_age = (2.0, 2.0) if role == "all" else (0.1, 0.0)
+            sweeper = asyncio.create_task(_sweep_forever(dispatcher, every, min_age),
+                                          name="inbox-sweeper")
+        log.info("FieldBot up (%s): platforms=%s db=%s", role, ",".join(platforms) or "none",
+                 "sqlite" if is_sqlite(url) else "postgresql")
+        yield
+        if sweeper is not None:
+            await scheduler.stop()  # jobs (issue 5)
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
+        await dispatcher.drain()
+        if work_side:
+            await worker.stop()  # deferred jobs (issue 3)
+            await outbox.stop()
+        for adapter in app[ADAPTERS].values():
+            await adapter.close()
+        inbox.stop()
+        await http_holder["s"].close()
+        await engine.dispose()
+        sync.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _sweep_forever(dispatcher: Dispatcher, every: float = 2.0,
+                         min_age_s: float = 2.0) -> None:
+    while True:
+        try:
+            if await dispatcher.sweep(min_age_s=min_age_s):
+                continue  # more may be waiting: no pause while there is a backlog
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the sweeper outlives DB hiccups
+            log.exception("sweep failed")
+        await asyncio.sleep(every)
+
+
+def _purge_job(engine, settings: Settings):
+    """Hourly: drop buffered chat messages older than the window (issue 3)."""
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from bot.event import utcnow
+    from storage.chat_buffer import purge_chat_buffer
+
+    async def purge() -> int:
+        async with AsyncSession(engine) as session:
+            n = await purge_chat_buffer(session, utcnow(), settings.chat_buffer_days)
+            await session.commit()
+        if n:
+            log.info("chat buffer: purged %d messages older than %d days", n,
+                     settings.chat_buffer_days)
+        return n
+
+    return purge

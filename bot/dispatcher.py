@@ -1,0 +1,284 @@
+"""From a committed inbox row to handler effects, exactly once.
+
+``Ingress.submit`` commits the row (group commit), then the dispatcher runs it at once in a
+tracked task with bounded concurrency; rows it cannot take now, and rows a crash left behind,
+are picked up by the sweeper. One transaction holds the handler's writes, its outbox rows and
+the ``status='done'`` update guarded by ``WHERE status='pending'``: whoever commits first wins,
+any concurrent run rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.ctx import Ctx
+from bot.event import Event, Toast, utcnow
+from bot.inbox import Inbox, InboxUnavailable
+from bot.router import Handler, Router
+from cards import ForgedAction
+from config import Settings
+from storage import chat_buffer
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+SWEEP_CLAIM = ("UPDATE inbox_events SET claimed_until=:until WHERE id IN ("
+               "SELECT id FROM inbox_events WHERE status='pending' AND received_at <= :old"
+               " AND (claimed_until IS NULL OR claimed_until < :now)"
+               " ORDER BY id LIMIT :lim{lock}) RETURNING id, payload")
+SWEEP_CLAIM_PG = SWEEP_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
+SWEEP_CLAIM = SWEEP_CLAIM.format(lock="")
+INLINE_LEASE_S = 10.0  # a tap run inline is this process's for that long, then anyone's
+FAILURE_TEXT = ("抱歉，处理这条消息时出错了，请稍后再试。"
+                "/ Sorry, something went wrong; please retry.")
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, secret: bytes, engine, routers: list[Router],
+                 on_outbox: Callable[[], None] = lambda: None, clock=utcnow,
+                 concurrency: int = 32):
+        self.settings = settings
+        self.secret = secret
+        self.engine = engine  # AsyncEngine
+        self.routers = routers
+        self.on_outbox = on_outbox
+        self.clock = clock
+        self._sem = asyncio.Semaphore(concurrency)
+        self._inflight: set[int] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._waiters: dict[int, asyncio.Future] = {}
+        # False in the web process of a split deployment: messages are left to the worker
+        # process and only card taps (whose toast rides in the HTTP answer) run inline.
+        self.inline_messages = True
+        # platforms that show a toast inline; elsewhere a toast becomes a short message
+        self.inline_toast: set[str] = set()
+        self.postgres = False
+
+    # -- routing ----------------------------------------------------------------------------
+    def resolve(self, ctx: Ctx) -> Handler | None:
+        ev = ctx.event
+        if ev.kind == "card_action":
+            try:
+                name = ctx.action.name
+            except ForgedAction:
+                return _forged
+            for r in self.routers:
+                if name in r.actions:
+                    return r.actions[name]
+            return None
+        if ev.kind == "message":
+            if ev.msg_type == "text" and ev.text.strip():
+                word = ev.text.strip().split()[0].lower()
+                for r in self.routers:
+                    if word in r.commands:
+                        return r.commands[word]
+            for r in self.routers:
+                if ev.msg_type in r.msg_types:
+                    return r.msg_types[ev.msg_type]
+            for r in self.routers:
+                if r.fallbacks:
+                    return r.fallbacks[0]
+        return None
+
+    # -- running ----------------------------------------------------------------------------
+    def kick(self, inbox_id: int, event: Event, want_toast: bool = False) -> asyncio.Future | None:
+        """Run a just-committed event now if there is room; else the sweeper will."""
+        if inbox_id in self._inflight:
+            return None
+        if not want_toast and (self._sem.locked() or not self.inline_messages):
+            return None
+        fut: asyncio.Future | None = None
+        if want_toast:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters[inbox_id] = fut
+        self._inflight.add(inbox_id)
+        task = asyncio.create_task(self._guarded(inbox_id, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fut
+
+    async def _guarded(self, inbox_id: int, event: Event) -> None:
+        try:
+            async with self._sem:
+                toast = await self.run(inbox_id, event)
+        except Exception:  # noqa: BLE001 - a crash here must never kill the loop
+            log.exception("dispatch of inbox %s failed", inbox_id)
+            toast = None
+        finally:
+            self._inflight.discard(inbox_id)
+        fut = self._waiters.pop(inbox_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(toast)
+
+    async def run(self, inbox_id: int, event: Event) -> Toast | None:
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            ctx = Ctx(event, session, self.settings, self.secret, key_prefix=f"in:{inbox_id}",
+                      clock=self.clock)
+            try:
+                await ctx.load_user()
+                if event.kind == "message":
+                    await _buffer(session, event)
+                handler = self.resolve(ctx)
+                if handler is None:
+                    log.info("no handler for %s %s/%s", event.platform, event.kind,
+                             event.msg_type)
+                else:
+                    await handler(ctx)
+                # The guard goes first and without an autoflush: a concurrent run of the same
+                # row waits here for the winner's commit, then finds nothing to do — instead
+                # of colliding on the outbox idem_key and logging a bogus failure.
+                res = await _sql(session,
+                                 "UPDATE inbox_events SET status='done', done_at=:t,"
+                                 " attempts=attempts+1 WHERE id=:id AND status='pending'",
+                                 {"id": inbox_id, "t": self.clock()})
+                if res.rowcount != 1:
+                    await session.rollback()
+                    return None
+                # no toast on this platform: a warning/error (无权限, 已处理) still reaches the
+                # user as a short message; a success toast is already shown by the card update
+                if (ctx.toast_reply and event.platform not in self.inline_toast
+                        and ctx.toast_reply.kind in ("warning", "error")):
+                    await ctx.reply(ctx.toast_reply.text)
+                for row in ctx.outbox:
+                    session.add(row)
+                await session.commit()
+            except Exception as exc:  # noqa: BLE001
+                await session.rollback()
+                if await self._finished_elsewhere(inbox_id):
+                    log.info("inbox %s was completed by a concurrent run", inbox_id)
+                    return None
+                log.exception("handler failed for %s", event.dedupe_key)
+                await self._record_failure(inbox_id, event, exc)
+                return Toast(kind="error", text="处理失败，请重试")
+        if ctx.outbox:
+            self.on_outbox()
+            later = max((r.next_at - self.clock()).total_seconds() for r in ctx.outbox)
+            if later > 0:  # a held-back row (card update after a tap): wake the sender then
+                asyncio.get_running_loop().call_later(later + 0.02, self.on_outbox)
+        return ctx.toast_reply
+
+    async def _finished_elsewhere(self, inbox_id: int) -> bool:
+        async with AsyncSession(self.engine) as session:
+            row = (await _sql(session, "SELECT status FROM inbox_events WHERE id=:id",
+                              {"id": inbox_id})).first()
+        return row is not None and row[0] != "pending"
+
+    async def _record_failure(self, inbox_id: int, event: Event, exc: Exception) -> None:
+        """Count the attempt; after the last one tell the user instead of failing silently."""
+        async with AsyncSession(self.engine) as session:
+            row = (await _sql(session, "SELECT attempts FROM inbox_events WHERE id=:id",
+                              {"id": inbox_id})).first()
+            attempts = (row[0] if row else 0) + 1
+            final = attempts >= MAX_ATTEMPTS
+            ctx = Ctx(event, session, self.settings, self.secret,
+                      key_prefix=f"in:{inbox_id}:fail", clock=self.clock)
+            if final and event.kind in ("message", "card_action"):
+                await ctx.reply(FAILURE_TEXT)
+                for r in ctx.outbox:
+                    session.add(r)
+            await _sql(
+                session,
+                "UPDATE inbox_events SET attempts=:a, error=:e, status=:s, claimed_until=:c"
+                " WHERE id=:id AND status='pending'",
+                {"a": attempts, "e": repr(exc)[:500], "s": "failed" if final else "pending",
+                 "c": self.clock() + timedelta(seconds=5 * attempts), "id": inbox_id})
+            await session.commit()
+        if final:
+            self.on_outbox()
+
+    # -- sweeper ------------------------------------------------------------------------------
+    async def sweep(self, min_age_s: float = 2.0, limit: int = 200,
+                    lease_s: float = 60.0) -> int:
+        """Run pending rows nobody is running (left by a crash, skipped under load, or left
+        to this worker process). Rows are leased in one statement (``SKIP LOCKED`` on
+        PostgreSQL) so several processes never pick the same row, then run concurrently."""
+        now = self.clock()
+        async with AsyncSession(self.engine) as session:
+            rows = (await _sql(
+                session, SWEEP_CLAIM_PG if self.postgres else SWEEP_CLAIM,
+                {"old": now - timedelta(seconds=min_age_s), "now": now, "lim": limit,
+                 "until": now + timedelta(seconds=lease_s)})).all()
+            await session.commit()
+        rows = sorted(r for r in rows if r[0] not in self._inflight)
+
+        async def one(inbox_id: int, payload: str) -> bool:
+            try:
+                event = Event.model_validate_json(payload)
+            except ValueError:
+                log.error("inbox %s holds an unreadable payload; marking failed", inbox_id)
+                async with AsyncSession(self.engine) as session:
+                    await _sql(session, "UPDATE inbox_events SET status='failed' WHERE id=:id",
+                               {"id": inbox_id})
+                    await session.commit()
+                return False
+            self._inflight.add(inbox_id)
+            try:
+                async with self._sem:
+                    await self.run(inbox_id, event)
+            except Exception:  # noqa: BLE001 - one bad row must not stop the sweep
+                log.exception("sweep of inbox %s failed", inbox_id)
+            finally:
+                self._inflight.discard(inbox_id)
+            return True
+
+        return sum(await asyncio.gather(*(one(i, p) for i, p in rows)))
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _sql(session: AsyncSession, sql: str, params: dict):
+    """Plain SQL on the session's own connection and transaction (no autoflush)."""
+    return await (await session.connection()).execute(text(sql), params)
+
+
+async def _buffer(session: AsyncSession, event: Event) -> None:
+    """Keep every message for one-tap sync (same transaction as the handler's writes)."""
+    media_text = event.media.recognition or "" if event.media else ""
+    await chat_buffer.record(
+        session, platform=event.platform, app_id=event.app_id,
+        chat_id=event.chat.id or event.sender, message_id=event.message_id or event.event_id,
+        sender=event.sender, sender_name=event.sender_name, msg_type=event.msg_type,
+        text=event.text or media_text, sent_at=event.created_at)
+
+
+async def _forged(ctx: Ctx) -> None:
+    ctx.audit("card.forged_action", detail_value=(ctx.event.action.value if ctx.event.action
+                                                  else "")[:200])
+    ctx.toast("无效的操作 / invalid action", "error")
+
+
+class Ingress:
+    """The webhook's one entry into the core: commit, then dispatch."""
+
+    def __init__(self, inbox: Inbox, dispatcher: Dispatcher):
+        self.inbox = inbox
+        self.dispatcher = dispatcher
+
+    async def submit(self, event: Event, toast_wait: float = 0.0) -> tuple[bool, Toast | None]:
+        """Commit the event; return (was it new, the inline toast if ready within the wait).
+
+        Raises ``InboxUnavailable`` when the row could not be committed (answer 503)."""
+        inline = toast_wait > 0
+        inbox_id = await self.inbox.accept(event.dedupe_key, event.platform,
+                                           event.model_dump_json(),
+                                           lease_s=INLINE_LEASE_S if inline else 0.0)
+        if inbox_id is None:
+            return False, None
+        fut = self.dispatcher.kick(inbox_id, event, want_toast=toast_wait > 0)
+        if fut is None:
+            return True, None
+        try:
+            return True, await asyncio.wait_for(asyncio.shield(fut), toast_wait)
+        except TimeoutError:
+            return True, None
+
+
+__all__ = ["Dispatcher", "Ingress", "InboxUnavailable"]

@@ -1,0 +1,174 @@
+"""Outbox sender: rows are written before sending and marked sent after.
+
+A restart resends what was not marked sent; the row's ``idem_key`` goes to the platform as its
+idempotency key where it has one (Feishu ``uuid``, WeCom duplicate check), so a resend after a
+crash between send and mark is dropped by the platform rather than shown twice. Rate limits are
+kept per destination; transient and rate-limit errors back off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from bot.event import OutMessage, Target, utcnow
+from bot.platform import DeliveryError, PlatformAdapter
+from bot.ratelimit import TokenBuckets
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 60
+CLAIM = ("UPDATE outbox SET claimed_until=:u, claims=claims+1"
+         " WHERE status='pending' AND next_at <= :now"
+         " AND (claimed_until IS NULL OR claimed_until < :now)"
+         " AND id IN (SELECT id FROM outbox WHERE status='pending' AND next_at <= :now"
+         " AND (claimed_until IS NULL OR claimed_until < :now) ORDER BY id LIMIT :lim{lock})"
+         " RETURNING id, idem_key, target, message, attempts, claims")
+CLAIM_PG = CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
+CLAIM_SQLITE = CLAIM.format(lock="")
+
+
+class OutboxSender:
+    def __init__(self, engine, adapters: dict[str, PlatformAdapter], max_attempts: int = 12,
+                 clock=utcnow, concurrency: int = 16, postgres: bool = False):
+        self.engine = engine
+        self.adapters = adapters
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.buckets = TokenBuckets()
+        self.concurrency = concurrency
+        self.postgres = postgres
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.sent = 0
+        self.lease_s = LEASE_S
+        self.idle_s = 1.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                n = await self.run_once()
+            except Exception:  # noqa: BLE001 - keep the sender alive through DB hiccups
+                log.exception("outbox pass failed")
+                n = 0
+            if n == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.idle_s)
+                except TimeoutError:
+                    pass
+
+    async def claim(self, limit: int = 100) -> list[tuple]:
+        """Lease up to ``limit`` due rows to this sender, in id order."""
+        now = self.clock()
+        sql = CLAIM_PG if self.postgres else CLAIM_SQLITE
+        async with self.engine.begin() as conn:
+            until = now + timedelta(seconds=self.lease_s)
+            rows = (await conn.execute(text(sql), {"now": now, "lim": limit,
+                                                   "u": until})).all()
+        return sorted(rows, key=lambda r: r[0])
+
+    async def run_once(self) -> int:
+        rows = await self.claim()
+        if not rows:
+            return 0
+        by_dest: dict[str, list] = {}
+        for row in rows:
+            target = Target.model_validate(_json(row[2]))
+            by_dest.setdefault(target.key, []).append((row, target))
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def run_dest(items):
+            async with sem:
+                held: float | None = None
+                for row, target in items:  # keep order within one destination
+                    if held is not None:
+                        # an earlier message to this destination must go first
+                        await self._retry_later(row[0], row[4], held,
+                                                "behind an earlier message", count=False)
+                        continue
+                    held = await self._send_one(row, target)
+
+        await asyncio.gather(*(run_dest(v) for v in by_dest.values()))
+        return len(rows)
+
+    async def _send_one(self, row, target: Target) -> float | None:
+        """Send one row; return the delay if it was pushed back (later rows must wait)."""
+        row_id, idem_key, _t, message, attempts, claims = row
+        adapter = self.adapters.get(target.platform)
+        if adapter is None:
+            await self._finish(row_id, "dead", error=f"platform {target.platform} not mounted")
+            return None
+        rate, per = adapter.rate_limit(target)
+        wait = self.buckets.take(target.key, rate, per)
+        if wait > 0:
+            await self._retry_later(row_id, attempts, wait, "local rate limit", count=False)
+            return wait
+        msg = OutMessage.model_validate(_json(message))
+        try:
+            # a second claim may follow a send whose "sent" mark was lost: ask the platform
+            # to drop it if it already has it (WeCom duplicate check); first sends never are
+            extra = {"resend": True} if claims > 1 else {}
+            result = await adapter.deliver(target, msg, idem_key, **extra)
+        except DeliveryError as exc:
+            if not exc.transient or attempts + 1 >= self.max_attempts:
+                log.error("outbox %s dead after %d attempts: %s", row_id, attempts + 1, exc)
+                await self._finish(row_id, "dead", error=str(exc), attempts=attempts + 1)
+                return None
+            backoff = exc.retry_after or min(300.0, 2.0 ** attempts) * (0.5 + random.random())
+            await self._retry_later(row_id, attempts, backoff, str(exc))
+            return backoff
+        except Exception as exc:  # noqa: BLE001 - unknown errors are retried, not fatal
+            log.exception("outbox %s delivery crashed", row_id)
+            backoff = min(300.0, 2.0 ** attempts)
+            await self._retry_later(row_id, attempts, backoff, repr(exc))
+            return backoff
+        await self._finish(row_id, "sent", result=result or {}, attempts=attempts + 1)
+        self.sent += 1
+        return None
+
+    async def _finish(self, row_id, status, error="", result=None, attempts=None) -> None:
+        import json
+
+        async with self.engine.begin() as conn:
+            await conn.execute(text(
+                "UPDATE outbox SET status=:s, last_error=:e, result=:r, sent_at=:t,"
+                " attempts=COALESCE(:a, attempts), claimed_until=NULL WHERE id=:id"),
+                {"s": status, "e": error[:500], "r": json.dumps(result or {}, ensure_ascii=False),
+                 "t": self.clock() if status == "sent" else None, "a": attempts, "id": row_id})
+
+    async def _retry_later(self, row_id, attempts, delay, error, count=True) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(text(
+                "UPDATE outbox SET next_at=:n, attempts=:a, last_error=:e, claimed_until=NULL,"
+                " claims=claims-:unsent WHERE id=:id"),
+                {"n": self.clock() + timedelta(seconds=delay),
+                 "a": attempts + 1 if count else attempts, "e": error[:500], "id": row_id,
+                 "unsent": 0 if count else 1})  # held back locally: that claim sent nothing
+        if delay < 1.5:
+            asyncio.get_running_loop().call_later(delay, self.wake)
+
+
+def _json(value):
+    import json
+
+    return json.loads(value) if isinstance(value, str | bytes) else value

@@ -1,0 +1,218 @@
+"""Buttons on alert cards (``jobs/alerts.py``): close the loop from the chat.
+
+- 已跟进 ``alert.done``: logs a follow-up (a visit row), resets the clock (deal and customer
+  ``last_activity_at``), clears the alert state; a dormant customer is untagged at once.
+- 延后 7 天 ``alert.snooze``: no alert for this entity and rule for 7 days.
+- 转给… ``alert.reassign`` (managers only): a picker of the manager's people;
+  ``alert.reassign_to`` moves the deal/customer and tells the new owner.
+- 催款 ``alert.chase`` (invoices): records the chase and notifies finance.
+
+Who may tap: the owner, a manager above the owner, an admin (finance too for 催款). Each
+button carries ``r`` (rule), ``k`` (deal | invoice | customer), ``e`` (entity id), signed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import select
+
+from bot.ctx import Ctx
+from bot.router import Router
+from cards import Button, Card
+from config.alert_rules import DORMANT_TAG
+from jobs.targets import MANAGER_ROLES, Org, load_org, scalars
+from storage.alert_models import AlertState
+from storage.models import Customer, Deal, Invoice, User, Visit
+
+router = Router("alerts")
+SNOOZE_DAYS = 7
+
+
+async def _entity(ctx: Ctx):
+    """(kind, row, customer, owner_id) of the tapped alert, or None."""
+    a = ctx.action.args
+    kind, eid = a.get("k"), a.get("e")
+    if not isinstance(eid, int):
+        return None
+    model = {"deal": Deal, "invoice": Invoice, "customer": Customer}.get(kind)
+    if model is None:
+        return None
+    row = await ctx.session.get(model, eid)
+    if row is None:
+        return None
+    if kind == "customer":
+        return kind, row, row, row.owner_id
+    customer = await ctx.session.get(Customer, row.customer_id)
+    owner = row.owner_id if kind == "deal" else None
+    if kind == "invoice" and row.deal_id:
+        deal = await ctx.session.get(Deal, row.deal_id)
+        owner = deal.owner_id if deal else None
+    if owner is None and customer is not None:
+        owner = customer.owner_id
+    return kind, row, customer, owner
+
+
+def _allowed(org: Org, user: User | None, owner_id: int | None, finance: bool = False) -> bool:
+    if user is None or not user.active:
+        return False
+    if user.role == "admin" or user.id == owner_id:
+        return True
+    if finance and user.role == "finance":
+        return True
+    return user.role in MANAGER_ROLES and org.is_manager_of(user.id, owner_id)
+
+
+async def _state(ctx: Ctx, rule: str, entity_id: int) -> AlertState:
+    found = await scalars(ctx.session, select(AlertState).where(
+        AlertState.rule == rule, AlertState.entity_id == entity_id))
+    st = found[0] if found else None
+    if st is None:
+        st = AlertState(rule=rule, entity_id=entity_id, updated_at=ctx.clock())
+        ctx.session.add(st)
+    return st
+
+
+async def _prepare(ctx: Ctx, finance: bool = False):
+    found = await _entity(ctx)
+    if found is None:
+        ctx.toast("记录不存在 / not found", "error")
+        return None
+    org = await load_org(ctx.session)
+    if not _allowed(org, ctx.user, found[3], finance=finance):
+        ctx.toast("无权操作 / not allowed", "error")
+        ctx.audit("alert.denied", found[0], found[1].id, name=ctx.action.name)
+        return None
+    return org, found
+
+
+def _label(kind: str, row, customer) -> str:
+    cname = customer.name if customer is not None else ""
+    if kind == "deal":
+        return f"{cname} · {row.title}"
+    if kind == "invoice":
+        return f"{cname} · 发票 {row.number or row.id}"
+    return cname
+
+
+@router.action("alert.done")
+async def done(ctx: Ctx) -> None:
+    prepared = await _prepare(ctx)
+    if prepared is None:
+        return
+    _org, (kind, row, customer, _owner) = prepared
+    now, rule = ctx.clock(), str(ctx.action.args.get("r", ""))
+    ctx.session.add(Visit(user_id=ctx.user.id, customer_id=customer.id if customer else None,
+                          deal_id=row.id if kind == "deal" else None, source="alert",
+                          summary=f"已跟进（{rule} 预警卡片）", created_at=now))
+    if customer is not None:
+        customer.last_activity_at = now
+        if DORMANT_TAG in (customer.tags or []):
+            customer.tags = [t for t in customer.tags if t != DORMANT_TAG]
+        dormant = await _state(ctx, "dormant", customer.id)
+        dormant.active, dormant.level, dormant.updated_at = False, 0, now
+    if kind == "deal":
+        row.last_activity_at = now
+        st = await _state(ctx, "stale", row.id)
+        st.level, st.last_alerted_at, st.snoozed_until, st.updated_at = 0, None, None, now
+    elif kind == "invoice":  # the ladder continues, but not before the cooldown
+        st = await _state(ctx, "overdue", row.id)
+        st.last_alerted_at, st.updated_at = now, now
+    ctx.audit("alert.follow_up", kind, row.id, rule=rule)
+    ctx.toast(f"已记录跟进：{_label(kind, row, customer)}", "success")
+
+
+@router.action("alert.snooze")
+async def snooze(ctx: Ctx) -> None:
+    prepared = await _prepare(ctx)
+    if prepared is None:
+        return
+    _org, (kind, row, customer, _owner) = prepared
+    now, rule = ctx.clock(), str(ctx.action.args.get("r", ""))
+    if rule not in ("stale", "overdue", "dormant", "health"):
+        ctx.toast("未知的提醒 / unknown alert", "error")
+        return
+    st = await _state(ctx, rule, row.id)
+    st.snoozed_until, st.updated_at = now + timedelta(days=SNOOZE_DAYS), now
+    ctx.audit("alert.snooze", kind, row.id, rule=rule, days=SNOOZE_DAYS)
+    ctx.toast(f"{SNOOZE_DAYS} 天内不再提醒：{_label(kind, row, customer)}", "success")
+
+
+@router.action("alert.reassign")
+async def reassign(ctx: Ctx) -> None:
+    user = ctx.user
+    if user is None or user.role not in MANAGER_ROLES:
+        ctx.toast("仅经理可转交 / managers only", "error")
+        if ctx.event.action:
+            ctx.audit("alert.denied", str(ctx.action.args.get("k", "")),
+                      ctx.action.args.get("e", ""), name="alert.reassign")
+        return
+    prepared = await _prepare(ctx)
+    if prepared is None:
+        return
+    org, (kind, row, customer, owner) = prepared
+    people = [org.users[u] for u in org.reports_of(user.id)
+              if u != owner and org.users[u].active][:10]
+    if not people:
+        ctx.toast("没有可转交的同事", "warning")
+        return
+    await ctx.reply(Card(
+        title="转给…", subtitle=_label(kind, row, customer),
+        text="选择新的负责人：", buttons=[
+            Button(text=p.name, action=ctx.sign("alert.reassign_to", k=kind, e=row.id, u=p.id,
+                                                r=str(ctx.action.args.get("r", ""))))
+            for p in people]))
+
+
+@router.action("alert.reassign_to")
+async def reassign_to(ctx: Ctx) -> None:
+    user = ctx.user
+    if user is None or user.role not in MANAGER_ROLES:
+        ctx.toast("仅经理可转交 / managers only", "error")
+        return
+    prepared = await _prepare(ctx)
+    if prepared is None:
+        return
+    org, (kind, row, customer, owner) = prepared
+    new_id = ctx.action.args.get("u")
+    new = org.users.get(new_id) if isinstance(new_id, int) else None
+    if new is None or not (user.role == "admin" or org.is_manager_of(user.id, new.id)):
+        ctx.toast("无效的负责人", "error")
+        return
+    if kind == "invoice":
+        ctx.toast("发票不能转交", "error")
+        return
+    row.owner_id = new.id
+    ctx.audit("alert.reassign", kind, row.id, old_owner=owner, new_owner=new.id)
+    label = _label(kind, row, customer)
+    target = org.user_targets.get(new.id)
+    if target is not None:
+        await ctx.send(target, f"{user.name} 将「{label}」转交给你跟进。")
+    ctx.toast(f"已转给 {new.name}", "success")
+    await ctx.update_card(Card(title="转给…", subtitle=label, status=f"已转给 {new.name} ✓"))
+
+
+@router.action("alert.chase")
+async def chase(ctx: Ctx) -> None:
+    prepared = await _prepare(ctx, finance=True)
+    if prepared is None:
+        return
+    org, (kind, row, customer, owner) = prepared
+    if kind != "invoice":
+        ctx.toast("只有发票可以催款", "error")
+        return
+    now = ctx.clock()
+    outstanding = float(row.amount) - float(row.paid_amount or 0)
+    days = (now.date() - row.due_date).days
+    ctx.audit("invoice.chase", "invoice", row.id, outstanding=outstanding, days_overdue=days)
+    st = await _state(ctx, "overdue", row.id)
+    st.last_alerted_at, st.updated_at = now, now
+    label = _label(kind, row, customer)
+    sent = 0
+    for fid in org.finance_for(owner):
+        target = org.user_targets.get(fid)
+        if target is not None and fid != ctx.user.id:
+            await ctx.send(target, f"催款请求：{label} 逾期 {days} 天，未收 ¥{outstanding:,.2f}"
+                                   f"（由 {ctx.user.name} 发起）")
+            sent += 1
+    ctx.toast(f"已记录催款{'并通知财务' if sent else ''}：{label}", "success")

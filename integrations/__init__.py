@@ -1,0 +1,1 @@
+"""Platform integrations: one package per platform, each with crypto, parse, client, webhook."""

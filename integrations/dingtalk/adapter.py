@@ -1,0 +1,97 @@
+"""DingTalk app robot as a ``PlatformAdapter``: webhooks in, robot/card APIs out.
+
+Robot callbacks are committed and answered ``200 {}``; every reply goes through the outbox and
+the robot API (not the ``sessionWebhook``: it expires after ~90 min and an outbox retry may come
+later). Cards are card-platform instances (``createAndDeliver`` with a deterministic
+``outTrackId``, so the tap's ``card_ref`` names them and updates replace them in place).
+DingTalk has no inline toast for these callbacks: a handler's toast is not shown; its card update
+or reply is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from bot.dispatcher import Ingress
+from bot.event import MediaRef, OutMessage, Target
+from bot.platform import PermanentError
+from cards import Card
+from cards.render_dingtalk import DEFAULT_TEMPLATE_ID, render_card
+from config import Settings
+from integrations.dingtalk.client import DingTalkClient
+from integrations.dingtalk.crypto import EventCrypto
+from integrations.dingtalk.webhook import DingTalkWebhook
+
+PER_DESTINATION = (20, 60.0)  # PROTOCOLS §5: robots 20 msgs/min (over that: throttled 10 min)
+_TRACK_ID_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def out_track_id_for(card: Card, idem_key: str) -> str:
+    """``card.card_id`` if usable, else derived from the outbox row's idempotency key, so a
+    resend of the same row targets the same card instance."""
+    if card.card_id and _TRACK_ID_OK.match(card.card_id):
+        return card.card_id
+    seed = card.card_id or idem_key
+    return "fb-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+class Adapter:
+    platform = "dingtalk"
+
+    def __init__(self, settings: Settings, ingress: Ingress):
+        v = lambda name: settings.platform_value("dingtalk", name)  # noqa: E731
+        self.settings = settings
+        self.app_id = v("app_key")
+        self._secret = v("app_secret")
+        self.robot_code = v("robot_code")
+        self.api_base = settings.dingtalk_api_base
+        self.template_id = str(getattr(settings, "dingtalk_card_template_id", "")
+                               or DEFAULT_TEMPLATE_ID)
+        # Event subscription owner key = appKey (internal app), not the corp id (PROTOCOLS §1).
+        self.crypto = EventCrypto(v("token"), v("aes_key"), self.app_id)
+        self.webhook = DingTalkWebhook(self.crypto, ingress, self.app_id, self._secret,
+                                       settings.replay_window_s)
+        self.client: DingTalkClient | None = None
+
+    def routes(self):
+        return self.webhook.routes()
+
+    async def start(self, http: Any) -> None:
+        self.client = DingTalkClient(http, self.api_base, self.app_id, self._secret,
+                                     self.robot_code)
+
+    async def close(self) -> None:
+        self.client = None
+
+    def rate_limit(self, target: Target) -> tuple[int, float]:
+        return PER_DESTINATION
+
+    async def download_media(self, media: MediaRef, max_bytes: int) -> bytes:
+        assert self.client is not None, "adapter not started"
+        return await self.client.download(media.key, max_bytes)
+
+    async def deliver(self, target: Target, message: OutMessage, idem_key: str,
+                      resend: bool = False) -> dict:
+        client = self.client
+        assert client is not None, "adapter not started"
+        if message.kind == "update_card":
+            ref = str(message.card_ref.get("out_track_id") or "")
+            if not ref:
+                raise PermanentError("dingtalk: card update without an outTrackId",
+                                     code="no_ref")
+            card = Card.model_validate(message.card or {})
+            return await client.update_card(ref, render_card(card))
+        if message.kind == "card":
+            card = Card.model_validate(message.card or {})
+            track = out_track_id_for(card, idem_key)
+            if target.kind == "chat":
+                return await client.create_and_deliver(self.template_id, track,
+                                                       render_card(card), to_group=target.id)
+            return await client.create_and_deliver(self.template_id, track, render_card(card),
+                                                   to_user=target.id)
+        msg_key = "sampleMarkdown" if message.kind == "markdown" else "sampleText"
+        if target.kind == "chat":
+            return await client.send_to_group(target.id, msg_key, message.text)
+        return await client.send_to_users([target.id], msg_key, message.text)

@@ -1,0 +1,1 @@
+"""Scheduled jobs and the durable work queue (APScheduler 3.x)."""

@@ -1,0 +1,1 @@
+"""Fake WeCom, DingTalk and Feishu servers on loopback, speaking their wire formats."""

@@ -1,0 +1,1 @@
+"""Tables, engines and migrations (SQLite WAL by default, PostgreSQL for scale)."""

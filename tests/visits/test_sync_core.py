@@ -1,0 +1,175 @@
+"""One-tap sync through the real core (inbox → dispatcher → handler → outbox) on SQLite and
+PostgreSQL: buffering, the draft card, save with follow-up, double save, who may save,
+ambiguous customers, discard, ``我的拜访``. No platform: events go in through the ingress."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.event import CardAction, ChatRef
+from cards import unpack_action
+from simulator.seed import seed
+from tests.core.test_dispatcher import build, close, make_event
+
+APP = "corp1"
+
+
+@pytest.fixture
+async def core(db_url, tmp_path):
+    seed(db_url, {"wecom": APP})
+    c = await build(db_url, tmp_path)
+    yield c
+    await close(c)
+
+
+def say(n: int, text: str, sender: str = "zhangsan", chat: str = "zhangsan",
+        group: bool = False):
+    return make_event(f"m{n}", text, app_id=APP, sender=sender, message_id=f"msg{n}",
+                      sender_name="", chat=ChatRef(id=chat, type="group" if group else "p2p"))
+
+
+def tap(n: int, token: str, sender: str = "zhangsan", form: dict | None = None,
+        chat: str = "zhangsan"):
+    return make_event(f"t{n}", "", app_id=APP, sender=sender, kind="card_action", msg_type="",
+                      chat=ChatRef(id=chat, type="p2p"),
+                      action=CardAction(value=token, form=form or {},
+                                        card_ref={"response_code": f"rc{n}"}))
+
+
+def cards(core) -> list[dict]:
+    return [r["message"] for r in core.outbox() if r["message"]["kind"] in ("card",
+                                                                             "update_card")]
+
+
+def buttons(card: dict, secret: bytes) -> dict[str, str]:
+    return {b["text"]: b["action"] for b in card["card"]["buttons"]}
+
+
+async def test_sync_save_with_follow_up_and_double_save(core):
+    secret = core.dispatcher.secret
+    chat = ["早上好", "今天拜访了华东精密，谈了框架续约", "周工说价格还要再压一压",
+            "下周二带样品再去一次华东精密"]
+    for n, text in enumerate(chat, 1):
+        await core.ingress.submit(say(n, text), toast_wait=5)
+    # every message is buffered, with sender and platform message id
+    rows = core.sql("SELECT message_id, sender, chat_id FROM chat_messages ORDER BY id")
+    assert [r[0] for r in rows] == ["msg1", "msg2", "msg3", "msg4"]
+    assert all(r[1] == "zhangsan" and r[2] == "zhangsan" for r in rows)
+
+    await core.ingress.submit(say(5, "同步"), toast_wait=5)
+    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    body = card["card"]
+    assert body["fields"][0]["value"] == "华东精密零部件有限公司"
+    assert "今天拜访了华东精密" in body["text"] and "下周二带样品" in body["text"]
+    assert "早上好" not in body["text"] and "周工说" not in body["text"]  # no customer named
+    assert "张三" in body["text"]  # sender name from the identity
+    kinds = {i["type"] for i in body["inputs"]}
+    assert kinds == {"checkbox", "date"}
+    date_in = next(i for i in body["inputs"] if i["type"] == "date")
+    assert date_in["initial"]  # 下周二 was parsed into the suggested follow-up date
+    btn = buttons(card, secret)
+    save = btn["保存 / Save"]
+    action = unpack_action(secret, save)
+    assert action.name == "visit.save" and action.args["src"] == "chat_sync"
+
+    new, toast = await core.ingress.submit(
+        tap(1, save, form={"follow_up": True, "follow_up_on": "2031-01-02 +0800"}),
+        toast_wait=5)
+    assert toast is not None and toast.kind == "success", toast
+    visits = core.sql("SELECT customer_id, deal_id, source, evidence, follow_up_on, user_id"
+                      " FROM visits")
+    assert len(visits) == 1
+    cid, deal_id, source, evidence, follow_on, user_id = visits[0]
+    assert source == "chat_sync" and deal_id is not None and user_id is not None
+    evidence = json.loads(evidence) if isinstance(evidence, str) else evidence
+    assert [m["message_id"] for m in evidence["messages"]] == ["msg2", "msg4"]
+    assert str(follow_on).startswith("2031-01-02")
+    (task,) = core.sql("SELECT customer_id, deal_id, due_on, title FROM tasks")
+    assert task[0] == cid and task[1] == deal_id and str(task[2]).startswith("2031-01-02")
+    (cust_at,) = core.sql("SELECT last_activity_at FROM customers WHERE id=:i", i=cid)[0]
+    (deal_stage, deal_at) = core.sql("SELECT stage, last_activity_at FROM deals WHERE id=:i",
+                                     i=deal_id)[0]
+    assert deal_stage not in ("won", "lost")
+    assert str(cust_at)[:16] == str(deal_at)[:16]  # both touched by the save
+    (update,) = [c for c in cards(core) if c["kind"] == "update_card"]
+    assert update["card"]["status"] == "已保存 ✓"
+    assert ("visit.create", "wecom:zhangsan") in [a[:2] for a in core.audit()]
+
+    # a second tap on the same card: 已处理, still one visit
+    _new, toast = await core.ingress.submit(tap(2, save), toast_wait=5)
+    assert toast is not None and "已处理" in toast.text
+    assert len(core.sql("SELECT id FROM visits")) == 1
+    assert len(core.sql("SELECT id FROM tasks")) == 1
+
+
+async def test_only_requester_saves_and_discard(core):
+    secret = core.dispatcher.secret
+    await core.ingress.submit(say(1, "刚从恒信电子出来", chat="grp1", group=True), toast_wait=5)
+    await core.ingress.submit(say(2, "sync", chat="grp1", group=True), toast_wait=5)
+    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    btn = buttons(card, secret)
+    _new, toast = await core.ingress.submit(tap(1, btn["保存 / Save"], sender="lisi",
+                                                chat="grp1"), toast_wait=5)
+    assert toast is not None and toast.kind == "warning"
+    assert core.sql("SELECT id FROM visits") == []
+    _new, toast = await core.ingress.submit(tap(2, btn["放弃 / Discard"], chat="grp1"),
+                                            toast_wait=5)
+    assert toast is not None and "放弃" in toast.text
+    (update,) = [c for c in cards(core) if c["kind"] == "update_card"]
+    assert "放弃" in update["card"]["status"]
+    assert core.sql("SELECT id FROM visits") == []
+    # saving without ticking follow-up makes no task
+    await core.ingress.submit(say(3, "sync", chat="grp1", group=True), toast_wait=5)
+    card = [c for c in cards(core) if c["kind"] == "card"][-1]
+    _new, toast = await core.ingress.submit(tap(3, buttons(card, secret)["保存 / Save"],
+                                                chat="grp1"), toast_wait=5)
+    assert toast is not None and toast.kind == "success"
+    assert len(core.sql("SELECT id FROM visits")) == 1
+    assert core.sql("SELECT id FROM tasks") == []
+
+
+async def test_ambiguous_customer_asks(core):
+    secret = core.dispatcher.secret
+    await core.ingress.submit(say(1, "上午在恒信电子，下午去金陵化工"), toast_wait=5)
+    await core.ingress.submit(say(2, "同步"), toast_wait=5)
+    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    (select,) = [i for i in card["card"]["inputs"] if i["type"] == "select"]
+    names = {o["text"] for o in select["options"]}
+    assert names == {"苏州工业园区恒信电子有限公司", "南京金陵化工集团"}
+    save = buttons(card, secret)["保存 / Save"]
+    _new, toast = await core.ingress.submit(tap(1, save), toast_wait=5)
+    assert toast is not None and "选择客户" in toast.text  # nothing picked yet
+    _new, toast = await core.ingress.submit(tap(2, save, form={"customer": "999"}),
+                                            toast_wait=5)
+    assert toast is not None and toast.kind == "error"  # not a candidate we offered
+    pick = next(o["value"] for o in select["options"] if o["text"] == "南京金陵化工集团")
+    _new, toast = await core.ingress.submit(tap(3, save, form={"customer": pick}),
+                                            toast_wait=5)
+    assert toast is not None and toast.kind == "success"
+    assert core.sql("SELECT customer_id FROM visits") == [(int(pick),)]
+
+
+async def test_no_customer_and_my_visits(core):
+    await core.ingress.submit(say(1, "今天天气不错"), toast_wait=5)
+    await core.ingress.submit(say(2, "同步"), toast_wait=5)
+    msg = core.outbox()[-1]["message"]
+    assert msg["kind"] == "text" and "没有提到客户" in msg["text"]
+    await core.ingress.submit(say(3, "我的拜访"), toast_wait=5)
+    assert "还没有拜访记录" in core.outbox()[-1]["message"]["text"]
+
+    await core.ingress.submit(say(4, "拜访了西子智能，明天再联系"), toast_wait=5)
+    await core.ingress.submit(say(5, "同步"), toast_wait=5)
+    card = [c for c in cards(core) if c["kind"] == "card"][-1]
+    save = buttons(card, core.dispatcher.secret)["保存并跟进"]
+    _new, toast = await core.ingress.submit(tap(1, save), toast_wait=5)
+    assert toast is not None and toast.kind == "success"
+    (due,) = core.sql("SELECT due_on FROM tasks")[0]
+    assert due is not None  # 明天 from the message
+
+    await core.ingress.submit(say(6, "visits"), toast_wait=5)
+    listing = core.outbox()[-1]["message"]
+    assert listing["kind"] == "card"
+    assert "杭州西子智能科技有限公司" in listing["card"]["text"]
+    assert "聊天同步" in listing["card"]["text"] and "1 条消息" in listing["card"]["text"]
