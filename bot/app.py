@@ -119,6 +119,13 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     from jobs.worker import attach_worker
     worker = attach_worker(app, settings, engine, secret, app[ADAPTERS], outbox.wake,
                            postgres=not is_sqlite(url))
+    # -- the mini-app (issue 6): /app pages and the /api/v1 REST API; see webapp/app.py
+    if web_side:
+        from webapp.app import mount as mount_webapp
+        from webapp.core import WebCtx
+
+        mount_webapp(app, WebCtx(settings, engine, secret, app[ADAPTERS], outbox.wake,
+                                 services={"media": worker.services}))
 
     async def lifecycle(app: web.Application):
         http_holder["s"] = ClientSession(timeout=ClientTimeout(total=30),

@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     feishu_encrypt_key: SecretStr = SecretStr("")
     feishu_api_base: str = REAL_API_BASES["feishu"]
 
+    # -- the mini-app (issue 6): workbench pages under /app, REST API under /api/v1
+    web_enabled: bool = True
+    web_demo_login: bool = False  # the demo's "sign in as…" picker; never on in production
+    web_session_hours: int = 12  # a signed session cookie older than this is refused
+    web_cookie_secure: bool = False  # set true behind HTTPS (the platforms' H5 pages are)
+    web_max_upload_bytes: int = 20 * 1024 * 1024  # photos, voice, CSV/XLSX imports
+    api_tokens: list[SecretStr] = Field(default_factory=list)  # REST API bearer tokens
+
     rules: dict[str, Any] = Field(default_factory=dict)
 
     toml_data: ClassVar[dict[str, Any]] = {}

@@ -26,6 +26,8 @@ command -v tesseract >/dev/null || apt_pkgs+=(tesseract-ocr)
   || apt_pkgs+=(tesseract-ocr-chi-sim)
 if [[ $want_test -eq 1 ]]; then
   [[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc ]] || apt_pkgs+=(fonts-noto-cjk)
+  # the mini-app's browser tests (issue 6): Playwright drives Debian's Chromium headless
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
 fi
 if [[ ${#apt_pkgs[@]} -gt 0 ]]; then
   echo ">> installing apt packages: ${apt_pkgs[*]}"

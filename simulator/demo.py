@@ -42,14 +42,16 @@ class DemoStack:
 
 
 async def start_demo(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path = "data/demo",
-                     sim_port: int | None = None, **settings_extra) -> DemoStack:
-    """Start simulator and bot (``port=0``: ephemeral ports, for tests) and seed the DB."""
+                     sim_port: int | None = None, database_url: str | None = None,
+                     **settings_extra) -> DemoStack:
+    """Start simulator and bot (``port=0``: ephemeral ports, for tests) and seed the DB
+    (``database_url``: another database than the SQLite file in ``data_dir``, for tests)."""
     from bot.app import create_app
     from config import load_settings
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{(data / 'fieldbot.db').as_posix()}"
+    url = database_url or f"sqlite:///{(data / 'fieldbot.db').as_posix()}"
     sim = Simulator(host=host)
     wanted = sim_port if sim_port is not None else (port + 1 if port else 0)
     try:
@@ -60,6 +62,7 @@ async def start_demo(host: str = "127.0.0.1", port: int = 0, data_dir: str | Pat
     try:
         await asyncio.to_thread(seed, url, sim.app_ids())
         platforms = [p for p in sim.platforms if _integration_ready(p)]
+        settings_extra.setdefault("web_demo_login", True)  # the mini-app's "sign in as…"
         settings = load_settings(database_url=url, data_dir=data, host=host, port=port,
                                  **sim.settings_overrides(platforms=platforms),
                                  **settings_extra)
@@ -98,6 +101,7 @@ async def _run(host: str, port: int, data_dir: str | Path) -> None:
     print("", flush=True)
     print(f"FieldBot demo: open {stack.page_url}  (bot webhooks on {stack.bot_url},"
           f" platforms: {', '.join(stack.sim.bot_platforms or [])})")
+    print(f"Workbench mini-app (sign in as anyone): {stack.bot_url}/app/")
     print("Pick a platform and a person, type `help`, tap the card's button, send a voice note"
           " or a photo. Ctrl-C stops.", flush=True)
     stop = asyncio.Event()

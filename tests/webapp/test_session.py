@@ -1,0 +1,52 @@
+"""Sessions and CSRF: the signed cookie, its expiry, forged cookies, CSRF-less posts."""
+
+from __future__ import annotations
+
+import time
+
+from webapp import session as ws
+
+KEY = b"k" * 32
+
+
+def test_cookie_round_trip_and_tamper():
+    c = ws.issue(KEY, 7, "wecom")
+    s = ws.read(KEY, c, 3600)
+    assert s is not None and s.user_id == 7 and s.via == "wecom"
+    body, sig = c.rsplit(".", 1)
+    forged = ws.issue(b"other" * 8, 1, "demo")
+    assert ws.read(KEY, forged, 3600) is None  # signed with another key
+    assert ws.read(KEY, body + "." + sig[:-2] + "AA", 3600) is None
+    assert ws.read(KEY, "garbage", 3600) is None and ws.read(KEY, None, 3600) is None
+    assert ws.read(KEY, "a.b.c", 3600) is None
+
+
+def test_cookie_expires():
+    c = ws.issue(KEY, 7, "demo", now=time.time() - 7200)
+    assert ws.read(KEY, c, 3600) is None
+    assert ws.read(KEY, c, 3 * 3600) is not None
+
+
+def test_csrf_bound_to_session():
+    a = ws.read(KEY, ws.issue(KEY, 1, "demo"), 60)
+    b = ws.read(KEY, ws.issue(KEY, 1, "demo"), 60)
+    tok = ws.csrf_token(KEY, a.nonce)
+    assert ws.csrf_ok(KEY, a.nonce, tok)
+    assert not ws.csrf_ok(KEY, b.nonce, tok)
+    assert not ws.csrf_ok(KEY, a.nonce, "") and not ws.csrf_ok(KEY, a.nonce, None)
+
+
+async def test_sign_in_pages_and_csrf(web):
+    anon = web.client()
+    await anon.page("/app/login")
+    async with anon.http.get("/app/", allow_redirects=False) as r:
+        assert r.status == 302 and r.headers["Location"].startswith("/app/login")
+    rep = await web.client().login("zhangsan")
+    home = await rep.page("/app/")
+    assert "张三" in home
+    assert (await rep.post("/app/logout", csrf=False)).status == 403  # CSRF-less → refused
+    forged = web.client()
+    forged.http.cookie_jar.update_cookies({ws.COOKIE: ws.issue(b"x" * 32, 1, "demo")})
+    async with forged.http.get("/app/", allow_redirects=False) as r:
+        assert r.status == 302  # a forged cookie is no session
+    assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'web.signin'") == [(1,)]
