@@ -13,6 +13,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlmodel import select
@@ -170,6 +171,9 @@ async def platform_signin(request: web.Request) -> web.StreamResponse:
     code = request.query.get("code") or request.query.get("authCode") or ""
     if adapter is None or not hasattr(adapter, "web_user_id"):
         return error_page(request, 404, f"{platform} 未启用 / {platform} is not set up here.")
+    if "code" not in request.query and "authCode" not in request.query:
+        # the workbench opened the bare URL: begin the platform's own sign-in flow
+        return _begin_signin(request, platform)
     if not code or len(code) > 512:
         return error_page(request, 400, "缺少登录码，请从工作台重新打开 / Missing sign-in code: "
                                         "open the app again from the workbench.")
@@ -191,6 +195,36 @@ async def platform_signin(request: web.Request) -> web.StreamResponse:
     resp = web.HTTPFound(_safe_next(request.query.get("next") or request.query.get("state")))
     start_session(request, resp, user, platform)
     raise resp
+
+
+def public_url(request: web.Request, path: str) -> str:
+    """Absolute URL of ``path`` as the platform must redirect back to it (behind a proxy,
+    set ``FIELDBOT_WEB_PUBLIC_URL``)."""
+    base = web_ctx(request).settings.web_public_url.rstrip("/")
+    if not base:
+        base = f"{request.scheme}://{request.host}"
+    return base + path
+
+
+def _begin_signin(request: web.Request, platform: str) -> web.StreamResponse:
+    """WeCom and Feishu: redirect to their OAuth page, which comes back with ``?code=``.
+    DingTalk H5 免登: a page whose script asks the DingTalk container for an ``authCode``
+    (vendored dingtalk-jsapi) and comes back with ``?authCode=``."""
+    s = web_ctx(request).settings
+    nxt = _safe_next(request.query.get("next"))
+    back = public_url(request, f"/app/auth/{platform}")
+    if platform == "wecom":
+        raise web.HTTPFound(
+            "https://open.weixin.qq.com/connect/oauth2/authorize?" + urlencode({
+                "appid": s.wecom_corp_id, "redirect_uri": back, "response_type": "code",
+                "scope": "snsapi_base", "state": nxt, "agentid": s.wecom_agent_id})
+            + "#wechat_redirect")
+    if platform == "feishu":
+        raise web.HTTPFound(s.feishu_api_base.rstrip("/") + "/open-apis/authen/v1/authorize?"
+                            + urlencode({"app_id": s.feishu_app_id, "redirect_uri": back,
+                                         "state": nxt}))
+    return render(request, "signin_dingtalk.html", corp_id=s.dingtalk_corp_id,
+                  client_id=s.dingtalk_app_key, next=nxt)
 
 
 @routes.post("/app/logout")

@@ -50,3 +50,29 @@ async def test_sign_in_pages_and_csrf(web):
     async with forged.http.get("/app/", allow_redirects=False) as r:
         assert r.status == 302  # a forged cookie is no session
     assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'web.signin'") == [(1,)]
+
+
+async def test_bare_workbench_url_starts_each_platforms_sign_in(web):
+    from urllib.parse import parse_qs, urlsplit
+
+    c = web.client()
+    async with c.http.get("/app/auth/wecom", allow_redirects=False) as r:
+        assert r.status == 302
+        loc = urlsplit(r.headers["Location"])
+        assert loc.netloc == "open.weixin.qq.com" and loc.fragment == "wechat_redirect"
+        q = parse_qs(loc.query)
+        assert q["redirect_uri"] == [web.bot_url + "/app/auth/wecom"]
+        assert q["scope"] == ["snsapi_base"] and q["state"] == ["/app/"]
+    async with c.http.get("/app/auth/feishu?next=/app/approvals", allow_redirects=False) as r:
+        assert r.status == 302
+        loc = urlsplit(r.headers["Location"])
+        assert loc.path == "/open-apis/authen/v1/authorize"
+        assert parse_qs(loc.query)["state"] == ["/app/approvals"]
+    body = await c.page("/app/auth/dingtalk")
+    assert "dingtalk-jsapi-3.2.9.min.js" in body and 'id="dingtalk-signin"' in body
+    async with c.http.get("/app/static/vendor/dingtalk-jsapi-3.2.9.min.js") as r:
+        assert r.status == 200 and "requestAuthCode" in await r.text()
+    async with c.http.get("/app/auth/wecom?code=", allow_redirects=False) as r:
+        assert r.status == 400  # an empty code is a broken redirect, not a new sign-in
+    async with c.http.get("/app/auth/telegram", allow_redirects=False) as r:
+        assert r.status == 404
