@@ -155,12 +155,12 @@ async def drive(http: aiohttp.ClientSession, reqs: list, rate: float) -> list[di
         t = time.perf_counter()
         try:
             async with http.post(url, params=query, data=body, headers=headers) as r:
-                await r.read()
+                body = await r.read()
                 status = r.status
         except aiohttp.ClientError as exc:
-            status = repr(exc)
+            status, body = repr(exc), b""
         results[i] = {"sent": sent, "ack_ms": (time.perf_counter() - t) * 1000,
-                      "status": status}
+                      "status": status, "toast": b'"toast"' in body}
 
     await asyncio.gather(*[one(i, i / rate) for i in range(len(reqs))])
     return results
@@ -253,6 +253,10 @@ async def platform_case(stack, platform: str, n: int, rate: float, secret: bytes
             "ack_p50_ms": pct(acks, 50), "ack_p99_ms": pct(acks, 99),
             "update_p50_ms": pct(upd, 50), "update_p99_ms": pct(upd, 99),
             "updates_seen": len(upd),
+            # Feishu: answers that carried the toast (the rest were acknowledged within the
+            # budget and updated through the outbox)
+            "inline_toasts": sum(1 for r in res if r.get("toast")) if platform == "feishu"
+            else None,
             "decided_exactly_once": decided if action != "help.ack" else None,
             "ack_target_met": bool(acks) and (pct(acks, 99) or 1e9) < 100}
 

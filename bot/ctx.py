@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.event import Event, OutMessage, Target, Toast, utcnow
@@ -15,6 +16,11 @@ from config import Settings
 from storage.models import AuditLog, Identity, Job, OutboxMessage, User
 
 UPDATE_AFTER_TAP_S = 0.3
+# built once: every event looks its sender up (building the statement cost more than running it)
+_USER_BY_IDENTITY = (select(User).join(Identity, Identity.user_id == User.id)
+                     .where(Identity.platform == bindparam("p"),
+                            Identity.app_id == bindparam("a"),
+                            Identity.external_id == bindparam("x")))
 
 
 class Ctx:
@@ -34,14 +40,10 @@ class Ctx:
 
     # -- who ------------------------------------------------------------------------------
     async def load_user(self) -> User | None:
-        from sqlmodel import select
-
         ev = self.event
-        q = select(User).join(Identity, Identity.user_id == User.id).where(
-            Identity.platform == ev.platform, Identity.app_id == ev.app_id,
-            Identity.external_id == ev.sender)
-        self.user = (await self.session.exec(q)).first() if hasattr(self.session, "exec") \
-            else (await self.session.execute(q)).scalars().first()
+        params = {"p": ev.platform, "a": ev.app_id, "x": ev.sender}
+        self.user = (await AsyncSession.execute(self.session, _USER_BY_IDENTITY, params)
+                     ).scalars().first()
         return self.user
 
     @property

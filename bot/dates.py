@@ -176,3 +176,20 @@ def find_date(text: str, today: date) -> tuple[date, str] | None:
 def parse_date(text: str, today: date) -> date | None:
     found = find_date(text, today)
     return found[0] if found else None
+
+
+def next_step_date(text: str, today: date) -> date | None:
+    """The first date in ``text`` after today: "今天拜访了…，下周二再跟进" → next Tuesday."""
+    rest = text
+    while rest:
+        found = find_date(rest, today)
+        if found is None:
+            return None
+        when, words = found
+        if when > today:
+            return when
+        cut = rest.find(words) if words else -1
+        if cut < 0:
+            return None
+        rest = rest[cut + len(words):]
+    return None

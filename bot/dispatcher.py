@@ -1,10 +1,11 @@
 """From a committed inbox row to handler effects, exactly once.
 
 ``Ingress.submit`` commits the row (group commit), then the dispatcher runs it at once in a
-tracked task with bounded concurrency; rows it cannot take now, and rows a crash left behind,
-are picked up by the sweeper. One transaction holds the handler's writes, its outbox rows and
-the ``status='done'`` update guarded by ``WHERE status='pending'``: whoever commits first wins,
-any concurrent run rolls back.
+tracked task with bounded concurrency (a row waits for a free slot, up to ``max_queued``);
+rows past that bound, and rows a crash left behind, are picked up by the sweeper. One
+transaction holds the handler's writes, its outbox rows and the ``status='done'`` update
+guarded by ``WHERE status='pending'``: whoever commits first wins, any concurrent run rolls
+back.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ SWEEP_CLAIM = ("UPDATE inbox_events SET claimed_until=:until WHERE id IN ("
 SWEEP_CLAIM_PG = SWEEP_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
 SWEEP_CLAIM = SWEEP_CLAIM.format(lock="")
 INLINE_LEASE_S = 10.0  # a tap run inline is this process's for that long, then anyone's
+# An inline answer waits this long for its run to *start* (a free slot): under a burst, a tap
+# queued behind others is acknowledged at once and finished through the outbox instead.
+INLINE_START_S = 0.03
 FAILURE_TEXT = ("抱歉，处理这条消息时出错了，请稍后再试。"
                 "/ Sorry, something went wrong; please retry.")
 
@@ -50,9 +54,13 @@ class Dispatcher:
         self.on_outbox = on_outbox
         self.clock = clock
         self._sem = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self.max_queued = 64 * concurrency  # runs in flight or waiting for a slot
         self._inflight: set[int] = set()
         self._tasks: set[asyncio.Task] = set()
         self._waiters: dict[int, asyncio.Future] = {}
+        self._started: set[int] = set()  # inline runs that got a slot
+        self._promised: set[int] = set()  # inline runs committing with their toast inline
         # False in the web process of a split deployment: messages are left to the worker
         # process and only card taps (whose toast rides in the HTTP answer) run inline.
         self.inline_messages = True
@@ -91,7 +99,11 @@ class Dispatcher:
         """Run a just-committed event now if there is room; else the sweeper will."""
         if inbox_id in self._inflight:
             return None
-        if not want_toast and (self._sem.locked() or not self.inline_messages):
+        # Busy slots do not send a row to the sweeper (which only looks every few seconds at
+        # rows a few seconds old): it queues for a slot, up to a bound; past that the sweeper
+        # takes it, as it takes rows of another process or left by a crash.
+        if not want_toast and (len(self._inflight) >= self.max_queued
+                               or not self.inline_messages):
             return None
         fut: asyncio.Future | None = None
         if want_toast:
@@ -106,12 +118,15 @@ class Dispatcher:
     async def _guarded(self, inbox_id: int, event: Event) -> None:
         try:
             async with self._sem:
+                self._started.add(inbox_id)
                 toast = await self.run(inbox_id, event)
         except Exception:  # noqa: BLE001 - a crash here must never kill the loop
             log.exception("dispatch of inbox %s failed", inbox_id)
             toast = None
         finally:
             self._inflight.discard(inbox_id)
+            self._started.discard(inbox_id)
+            self._promised.discard(inbox_id)
         fut = self._waiters.pop(inbox_id, None)
         if fut is not None and not fut.done():
             fut.set_result(toast)
@@ -140,9 +155,14 @@ class Dispatcher:
                 if res.rowcount != 1:
                     await session.rollback()
                     return None
-                # no toast on this platform: a warning/error (无权限, 已处理) still reaches the
-                # user as a short message; a success toast is already shown by the card update
-                if (ctx.toast_reply and event.platform not in self.inline_toast
+                # no toast on this platform, or nobody waits to show it (the inline answer
+                # went out without it: late, or a sweep): a warning/error (无权限, 已处理)
+                # still reaches the user as a short message; a success toast is already
+                # shown by the card update
+                inline = event.platform in self.inline_toast and inbox_id in self._waiters
+                if inline:
+                    self._promised.add(inbox_id)  # the waiter now waits for this commit
+                if (ctx.toast_reply and not inline
                         and ctx.toast_reply.kind in ("warning", "error")):
                     await ctx.reply(ctx.toast_reply.text)
                 for row in ctx.outbox:
@@ -162,6 +182,21 @@ class Dispatcher:
             if later > 0:  # a held-back row (card update after a tap): wake the sender then
                 asyncio.get_running_loop().call_later(later + 0.02, self.on_outbox)
         return ctx.toast_reply
+
+    def started(self, inbox_id: int) -> bool:
+        return inbox_id in self._started
+
+    def backlogged(self) -> bool:
+        """Every slot is taken and runs wait for one (a new run would start last)."""
+        return len(self._inflight) > self.concurrency
+
+    def give_up(self, inbox_id: int) -> bool:
+        """The inline answer goes out without a toast; False if the run already committed to
+        delivering it inline (then the caller waits for that commit, which is under way)."""
+        if inbox_id in self._promised:
+            return False
+        self._waiters.pop(inbox_id, None)
+        return True
 
     async def _finished_elsewhere(self, inbox_id: int) -> bool:
         async with AsyncSession(self.engine) as session:
@@ -247,6 +282,9 @@ async def _buffer(session: AsyncSession, event: Event) -> None:
         chat_id=event.chat.id or event.sender, message_id=event.message_id or event.event_id,
         sender=event.sender, sender_name=event.sender_name, msg_type=event.msg_type,
         text=event.text or media_text, sent_at=event.created_at)
+    if event.chat.type == "group" and event.chat.id:
+        await chat_buffer.remember_chat(session, platform=event.platform, app_id=event.app_id,
+                                        external_id=event.chat.id, title=event.chat.title)
 
 
 async def _forged(ctx: Ctx) -> None:
@@ -275,10 +313,26 @@ class Ingress:
         fut = self.dispatcher.kick(inbox_id, event, want_toast=toast_wait > 0)
         if fut is None:
             return True, None
+        # Wait for the toast within the budget, but only while the run is going: one still
+        # queued for a slot after INLINE_START_S (at once if others already queue) is
+        # acknowledged now, its card update and any warning following through the outbox, so
+        # a burst never holds acks behind the handlers.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + toast_wait
+        first = 0.0 if self.dispatcher.backlogged() else min(toast_wait, INLINE_START_S)
         try:
-            return True, await asyncio.wait_for(asyncio.shield(fut), toast_wait)
+            return True, await asyncio.wait_for(asyncio.shield(fut), first)
         except TimeoutError:
+            pass
+        if self.dispatcher.started(inbox_id):
+            try:
+                return True, await asyncio.wait_for(asyncio.shield(fut),
+                                                    max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                pass
+        if self.dispatcher.give_up(inbox_id):
             return True, None
+        return True, await fut  # its commit is under way with the toast for this answer
 
 
 __all__ = ["Dispatcher", "Ingress", "InboxUnavailable"]

@@ -39,6 +39,7 @@ class Inbox:
         self._sqlite = is_sqlite(database_url)
         self.batches = 0
         self.rows = 0
+        self.gate = None  # bot.writegate.WriteGate on SQLite: this writer's turn at the lock
 
     def start(self) -> None:
         if self._thread is None:
@@ -85,7 +86,12 @@ class Inbox:
             try:
                 if conn is None:
                     conn = self.engine.raw_connection()
-                results = self._write(conn, batch)
+                owned = self.gate is not None and self.gate.acquire_sync(first=True)
+                try:
+                    results = self._write(conn, batch)
+                finally:
+                    if owned:
+                        self.gate.release()
                 error = None
             except Exception as exc:  # noqa: BLE001 - every waiter must be released
                 log.warning("inbox write failed (%d rows): %s", len(batch), exc)

@@ -28,6 +28,8 @@ CLAIM = ("UPDATE outbox SET claimed_until=:u, claims=claims+1"
          " AND id IN (SELECT id FROM outbox WHERE status='pending' AND next_at <= :now"
          " AND (claimed_until IS NULL OR claimed_until < :now) ORDER BY id LIMIT :lim{lock})"
          " RETURNING id, idem_key, target, message, attempts, claims")
+PROBE = ("SELECT 1 FROM outbox WHERE status='pending' AND next_at <= :now"
+         " AND (claimed_until IS NULL OR claimed_until < :now) LIMIT 1")
 CLAIM_PG = CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
 CLAIM_SQLITE = CLAIM.format(lock="")
 
@@ -48,6 +50,7 @@ class OutboxSender:
         self.sent = 0
         self.lease_s = LEASE_S
         self.idle_s = 1.0
+        self.batch_s = 0.02  # pause between passes while rows keep coming
 
     def wake(self) -> None:
         self._wake.set()
@@ -65,23 +68,30 @@ class OutboxSender:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before the pass: a wake during it is not lost
             try:
                 n = await self.run_once()
             except Exception:  # noqa: BLE001 - keep the sender alive through DB hiccups
                 log.exception("outbox pass failed")
                 n = 0
             if n == 0:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.idle_s)
                 except TimeoutError:
                     pass
+            elif self.batch_s:
+                # busy: let the next rows gather so one claim and one mark serve many
+                # (each is a write transaction; on SQLite a turn of the one write lock)
+                await asyncio.sleep(self.batch_s)
 
     async def claim(self, limit: int = 100) -> list[tuple]:
         """Lease up to ``limit`` due rows to this sender, in id order."""
         now = self.clock()
         sql = CLAIM_PG if self.postgres else CLAIM_SQLITE
         async with self.engine.begin() as conn:
+            # a read first: an idle pass then writes nothing (no write lock on SQLite)
+            if (await conn.execute(text(PROBE), {"now": now})).first() is None:
+                return []
             until = now + timedelta(seconds=self.lease_s)
             rows = (await conn.execute(text(sql), {"now": now, "lim": limit,
                                                    "u": until})).all()
@@ -106,12 +116,28 @@ class OutboxSender:
                         await self._retry_later(row[0], row[4], held,
                                                 "behind an earlier message", count=False)
                         continue
-                    held = await self._send_one(row, target)
+                    held = await self._send_one(row, target, marks)
 
-        await asyncio.gather(*(run_dest(v) for v in by_dest.values()))
+        marks: list[dict] = []
+        try:
+            await asyncio.gather(*(run_dest(v) for v in by_dest.values()))
+        finally:
+            await self._mark_sent(marks)
         return len(rows)
 
-    async def _send_one(self, row, target: Target) -> float | None:
+    async def _mark_sent(self, marks: list[dict]) -> None:
+        """One transaction marks every row this pass delivered (instead of one per row: on
+        SQLite each is a turn of the single write lock that taps and the inbox wait for).
+        A crash before it resends those rows with their idempotency key, as before."""
+        if not marks:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(text(
+                "UPDATE outbox SET status='sent', last_error='', result=:r, sent_at=:t,"
+                " attempts=:a, claimed_until=NULL WHERE id=:id"), marks)
+
+    async def _send_one(self, row, target: Target, marks: list[dict] | None = None
+                        ) -> float | None:
         """Send one row; return the delay if it was pushed back (later rows must wait)."""
         row_id, idem_key, _t, message, attempts, claims = row
         adapter = self.adapters.get(target.platform)
@@ -142,7 +168,13 @@ class OutboxSender:
             backoff = min(300.0, 2.0 ** attempts)
             await self._retry_later(row_id, attempts, backoff, repr(exc))
             return backoff
-        await self._finish(row_id, "sent", result=result or {}, attempts=attempts + 1)
+        if marks is None:
+            await self._finish(row_id, "sent", result=result or {}, attempts=attempts + 1)
+        else:  # marked with the rest of the pass (``_mark_sent``)
+            import json
+
+            marks.append({"r": json.dumps(result or {}, ensure_ascii=False),
+                          "t": self.clock(), "a": attempts + 1, "id": row_id})
         self.sent += 1
         return None
 

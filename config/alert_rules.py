@@ -17,6 +17,10 @@ latest ``rules`` row with key ``"alerts"``; both are partial dicts merged over t
 
 Routes are tried in order; the first that matches wins, so specific ones go first. Pure data:
 nothing here touches the database or the platforms.
+
+Every rule set is checked on load (``config.rule_checks``), whichever way it comes: no
+negative days, red above yellow, health weights summing to 100 %, times 00:00–23:59, no zero
+the health score divides by, known stages / alert kinds / time zone, no NaN.
 """
 
 from __future__ import annotations
@@ -25,17 +29,41 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from config.rule_checks import Problems, num
 
 Severity = Literal["info", "yellow", "red"]
 Recipient = Literal["owner", "manager", "team_chat", "finance"]
 SEVERITY_RANK = {"info": 0, "yellow": 1, "red": 2}
 DORMANT_TAG = "休眠客户"
+OPEN_STAGES = ("lead", "qualified", "proposal", "negotiation")  # where a deal can go stale
+ALERT_KINDS = ("stale", "overdue", "dormant", "health", "digest", "*")
+ROUTE_SEVERITIES = ("*", "info", "yellow", "red")
 
 
 class StageThreshold(BaseModel):
     yellow_days: int
     red_days: int
+
+    @model_validator(mode="after")
+    def _check(self) -> StageThreshold:
+        p = Problems()
+        p.at_least("yellow_days", self.yellow_days, 1)
+        if self.red_days <= self.yellow_days:
+            p.add("red_days", f"必须大于黄色阈值（现在 红 {self.red_days} 天 ≤ 黄 "
+                              f"{self.yellow_days} 天）",
+                  f"red_days must be above yellow_days (now {self.red_days} ≤ "
+                  f"{self.yellow_days})", label="red_days")
+        p.raise_any()
+        return self
 
 
 class StaleRule(BaseModel):
@@ -44,9 +72,29 @@ class StaleRule(BaseModel):
     per_stage: dict[str, StageThreshold] = Field(default_factory=dict)
     cooldown_days: int = 3
 
+    @model_validator(mode="after")
+    def _check(self) -> StaleRule:
+        p = Problems()
+        p.at_least("yellow_days", self.yellow_days, 1)
+        p.at_least("red_days", self.red_days, 1)
+        p.at_least("cooldown_days", self.cooldown_days, 0)
+        if self.red_days <= self.yellow_days:
+            p.add("red_days", f"停滞红色阈值必须大于黄色阈值（现在 红 {self.red_days} 天 ≤ 黄 "
+                              f"{self.yellow_days} 天）",
+                  f"stale red_days must be above yellow_days (now {self.red_days} ≤ "
+                  f"{self.yellow_days})")
+        for stage in self.per_stage:
+            if stage not in OPEN_STAGES:
+                p.add(f"per_stage.{stage}", f"阶段「{stage[:20]}」不存在；可用："
+                                            f"{', '.join(OPEN_STAGES)}",
+                      f"unknown stage {stage[:20]!r}; use {', '.join(OPEN_STAGES)}")
+        p.raise_any()
+        return self
+
     def thresholds(self, stage: str) -> StageThreshold:
-        return self.per_stage.get(stage) or StageThreshold(yellow_days=self.yellow_days,
-                                                          red_days=self.red_days)
+        # called per deal by the scans; the two numbers were checked with this rule already
+        return self.per_stage.get(stage) or StageThreshold.model_construct(
+            yellow_days=self.yellow_days, red_days=self.red_days)
 
     @property
     def min_days(self) -> int:
@@ -63,8 +111,16 @@ class OverdueRule(BaseModel):
     @classmethod
     def _sorted(cls, v: list[int]) -> list[int]:
         if not v or any(d < 1 for d in v):
-            raise ValueError("ladder needs positive day counts")
+            raise ValueError("ladder needs positive day counts / 阶梯天数必须是正整数")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _check(self) -> OverdueRule:
+        p = Problems()
+        p.at_least("red_from", self.red_from, 1)
+        p.at_least("cooldown_days", self.cooldown_days, 0)
+        p.raise_any()
+        return self
 
     def rung(self, days_overdue: int) -> int:
         """The highest rung reached (0 = none yet)."""
@@ -76,8 +132,17 @@ class DormantRule(BaseModel):
     days: int = 90
     tag: str = DORMANT_TAG
 
+    @model_validator(mode="after")
+    def _check(self) -> DormantRule:
+        p = Problems()
+        p.at_least("days", self.days, 1)
+        p.raise_any()
+        return self
+
 
 class HealthRule(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     weights: dict[str, float] = Field(default_factory=lambda: {
         "volume": 0.30, "timeliness": 0.25, "response": 0.15, "stability": 0.20,
         "strategic": 0.10})
@@ -93,10 +158,42 @@ class HealthRule(BaseModel):
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
         known = {"volume", "timeliness", "response", "stability", "strategic"}
         if set(v) - known:
-            raise ValueError(f"unknown health weights: {sorted(set(v) - known)}")
+            raise ValueError(f"unknown health weights: {sorted(set(v) - known)} / 未知的健康分"
+                             f"权重；可用：{', '.join(sorted(known))}")
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
-            raise ValueError("health weights must be non-negative and not all zero")
+            raise ValueError("health weights must be non-negative and not all zero / 健康分权重"
+                             "不能为负，也不能全为 0")
         return v
+
+    @model_validator(mode="after")
+    def _check(self) -> HealthRule:
+        p = Problems()
+        total = sum(self.weights.values()) * 100
+        if abs(total - 100) > 0.01:
+            p.add("weights", f"健康分权重合计必须为 100%（现在 {num(round(total, 2))}%）",
+                  f"health weights must sum to 100 % (now {num(round(total, 2))} %)")
+        for name in ("grade_a", "grade_b", "alert_below"):
+            v = getattr(self, name)
+            if not 0 <= v <= 100:
+                p.add(name, f"必须在 0 到 100 之间（现在 {num(v)}）",
+                      f"must be between 0 and 100 (now {num(v)})", label=name)
+        if self.grade_a <= self.grade_b:
+            p.add("grade_a", f"A 级分数线必须高于 B 级（现在 A {num(self.grade_a)} ≤ "
+                             f"B {num(self.grade_b)}）",
+                  f"grade_a must be above grade_b (now {num(self.grade_a)} ≤ "
+                  f"{num(self.grade_b)})")
+        if self.volume_full_score <= 0:  # the volume score divides by it
+            p.add("volume_full_score", f"满分交易额必须大于 0（现在 "
+                                       f"{num(self.volume_full_score)}）",
+                  f"volume_full_score must be above 0 (now {num(self.volume_full_score)})")
+        p.at_least("response_full_days", self.response_full_days, 0)
+        if self.response_zero_days <= self.response_full_days:
+            p.add("response_zero_days", f"响应零分天数必须大于满分天数（现在 "
+                                        f"{self.response_zero_days} ≤ {self.response_full_days}）",
+                  f"response_zero_days must be above response_full_days (now "
+                  f"{self.response_zero_days} ≤ {self.response_full_days})")
+        p.raise_any()
+        return self
 
     def grade(self, score: float) -> str:
         return "A" if score >= self.grade_a else "B" if score >= self.grade_b else "C"
@@ -106,11 +203,27 @@ class DigestRule(BaseModel):
     time: str = "08:30"  # local time, rules.timezone
     top_items: int = 8
 
+    @model_validator(mode="after")
+    def _check(self) -> DigestRule:
+        p = Problems()
+        p.hhmm("time", self.time)
+        p.at_least("top_items", self.top_items, 1)
+        p.raise_any()
+        return self
+
 
 class QuietHours(BaseModel):
     start: str = "21:00"
     end: str = "08:00"
     bypass: list[Severity] = Field(default_factory=list)  # severities sent even when quiet
+
+    @model_validator(mode="after")
+    def _check(self) -> QuietHours:
+        p = Problems()
+        p.hhmm("start", self.start)
+        p.hhmm("end", self.end)
+        p.raise_any()
+        return self
 
 
 class Route(BaseModel):
@@ -119,6 +232,22 @@ class Route(BaseModel):
     team_id: int | None = None
     region: str | None = None
     to: list[Recipient]
+
+    @model_validator(mode="after")
+    def _check(self) -> Route:
+        p = Problems()
+        if self.alert not in ALERT_KINDS:
+            p.add("alert", f"提醒类型「{self.alert[:20]}」不存在；可用：{', '.join(ALERT_KINDS)}",
+                  f"unknown alert {self.alert[:20]!r}; use {', '.join(ALERT_KINDS)}", label="")
+        if self.severity not in ROUTE_SEVERITIES:
+            p.add("severity", f"级别「{self.severity[:20]}」不存在；可用："
+                              f"{', '.join(ROUTE_SEVERITIES)}",
+                  f"unknown severity {self.severity[:20]!r}; use {', '.join(ROUTE_SEVERITIES)}",
+                  label="")
+        if not self.to:
+            p.add("to", "至少要有一个接收方", "needs at least one recipient", label="")
+        p.raise_any()
+        return self
 
     def matches(self, alert: str, severity: str, team_id: int | None, region: str) -> bool:
         return (self.alert in ("*", alert) and self.severity in ("*", severity)
@@ -153,6 +282,21 @@ class AlertRules(BaseModel):
     schedule: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCHEDULE))
     catch_up: bool = False  # on start, run today's jobs whose time has passed and not run
     max_items_per_card: int = 10
+
+    # a field validator, not a model one: it runs even when a section above has a mistake
+    @field_validator("schedule", "max_items_per_card", "timezone")
+    @classmethod
+    def _top_level(cls, v: Any, info: ValidationInfo) -> Any:
+        p = Problems()
+        if info.field_name == "schedule":
+            for job, at in v.items():
+                p.hhmm(job, at)
+        elif info.field_name == "timezone":
+            p.timezone("", v)
+        else:
+            p.at_least("", v, 1)
+        p.raise_any()
+        return v
 
     @property
     def tz(self) -> ZoneInfo:

@@ -7,6 +7,11 @@ keeps the chain (and version) it started with: steps are materialised at submit 
 Chain choice: the first entry of ``chains`` whose condition matches gives the base chain, then
 every matching entry of ``extra`` appends its roles (duplicates dropped). Roles are resolved to
 people by role and team (``manager`` = the requester's manager), never by name.
+
+Every rule set is checked on load (``config.rule_checks``), from TOML, the admin console or the
+``审批规则`` chat command alike: timers positive and escalation not before the reminder, work
+days 0–6, the work day ending after it starts, non-empty amount ranges, known kinds and roles,
+a real time zone, no NaN.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.rule_checks import Problems, num
 
 KINDS = ("quote", "discount", "contract", "new_customer")
 ROLES = ("manager", "vp", "finance", "admin")
@@ -25,7 +32,7 @@ SETTING_KEY = "approvals"
 
 
 class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kinds: list[str] = Field(default_factory=lambda: ["*"])
     amount_gte: float | None = None
@@ -56,8 +63,36 @@ class ChainRule(BaseModel):
     def _roles(cls, v: list[str]) -> list[str]:
         bad = [r for r in v if r not in ROLES]
         if bad:
-            raise ValueError(f"unknown role(s) {bad}; use {ROLES}")
+            raise ValueError(f"unknown role(s) {bad}; use {ROLES} / 未知的审批角色")
         return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ChainRule:
+        """The condition's own mistakes are reported here, under the rule's name."""
+        p, w = Problems(), self.when
+        bad = [k for k in w.kinds if k != "*" and k not in KINDS]
+        if bad:
+            p.add("when.kinds", f"类型 {bad} 不存在；可用：{', '.join(KINDS)}, *",
+                  f"unknown kind(s) {bad}; use {', '.join(KINDS)}, *", label="")
+        for name in ("amount_gte", "amount_lt"):
+            v = getattr(w, name)
+            if v is not None and v < 0:
+                p.add(f"when.{name}", f"金额不能为负（现在 {num(v)}）",
+                      f"an amount cannot be negative (now {num(v)})", label="")
+        if w.amount_gte is not None and w.amount_lt is not None and w.amount_gte >= w.amount_lt:
+            p.add("when.amount_lt", f"金额区间为空（≥ {num(w.amount_gte)} 且 < "
+                                    f"{num(w.amount_lt)}）",
+                  f"empty amount range (≥ {num(w.amount_gte)} and < {num(w.amount_lt)})",
+                  label="")
+        if w.discount_gt is not None and not 0 <= w.discount_gt < 100:
+            p.add("when.discount_gt", f"折扣必须在 0–100% 之间（现在 {num(w.discount_gt)}）",
+                  f"discount_gt must be from 0 to under 100 % (now {num(w.discount_gt)})",
+                  label="")
+        if not self.steps:
+            p.add("steps", f"至少要有一个审批角色（可用：{', '.join(ROLES)}）",
+                  f"needs at least one approver role ({', '.join(ROLES)})", label="")
+        p.raise_any()
+        return self
 
 
 def _default_chains() -> list[ChainRule]:
@@ -78,7 +113,7 @@ def _default_extra() -> list[ChainRule]:
 
 
 class ApprovalRules(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: int = 0  # 0 = the built-in/TOML defaults; stored edits count from 1
     chains: list[ChainRule] = Field(default_factory=_default_chains)
@@ -100,14 +135,33 @@ class ApprovalRules(BaseModel):
     @classmethod
     def _reasons(cls, v: list[str]) -> list[str]:
         if not 1 <= len(v) <= 5:  # WeCom draws each reason as a button (≤ 6 with "back")
-            raise ValueError("1 to 5 reject reasons")
+            raise ValueError("1 to 5 reject reasons / 驳回理由 1 到 5 个")
         return v
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        ZoneInfo(v)
-        return v
+    @model_validator(mode="after")
+    def _check(self) -> ApprovalRules:
+        p = Problems()
+        if self.remind_after_h <= 0:
+            p.add("remind_after_h", f"提醒时限必须大于 0 小时（现在 {num(self.remind_after_h)}）",
+                  f"remind_after_h must be above 0 (now {num(self.remind_after_h)})")
+        if self.escalate_after_h < self.remind_after_h:
+            p.add("escalate_after_h", f"升级时限不能早于提醒时限（现在 升级 "
+                                      f"{num(self.escalate_after_h)} < 提醒 "
+                                      f"{num(self.remind_after_h)} 小时）",
+                  f"escalate_after_h cannot come before remind_after_h (now "
+                  f"{num(self.escalate_after_h)} < {num(self.remind_after_h)})")
+        p.at_least("max_escalations", self.max_escalations, 0)
+        if not self.work_days or any(d not in range(7) for d in self.work_days):
+            p.add("work_days", f"工作日必须是 0–6 之间的数字（现在 {self.work_days[:10]}）",
+                  f"work_days must be numbers 0 (Monday) to 6 (now {self.work_days[:10]})")
+        if self.work_start >= self.work_end:
+            p.add("work_end", f"下班时间必须晚于上班时间（现在 {self.work_start:%H:%M} – "
+                              f"{self.work_end:%H:%M}）",
+                  f"work_end must be after work_start (now {self.work_start:%H:%M} – "
+                  f"{self.work_end:%H:%M})")
+        p.timezone("timezone", self.timezone)
+        p.raise_any()
+        return self
 
     # -- routing --------------------------------------------------------------------------
     def chain_for(self, kind: str, amount: float, discount_pct: float | None) -> list[str]:

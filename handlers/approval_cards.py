@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy import bindparam
 from sqlalchemy import text as sql
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -96,25 +97,38 @@ class View:
         return " ".join(b for b in bits if b)
 
 
+def _view_queries():
+    """The two statements of ``load_view``, built once: building the aliases and joins anew on
+    every tap cost more than running them (SQLAlchemy caches the compiled form by structure,
+    but constructs, aliases and hashes it each time)."""
+    requester, approver, decider = aliased(User), aliased(User), aliased(User)
+    rid = bindparam("rid")
+    head = (select(ApprovalRequest, ApprovalInfo, Customer, requester)
+            .outerjoin(ApprovalInfo, ApprovalInfo.request_id == ApprovalRequest.id)
+            .outerjoin(Customer, Customer.id == ApprovalRequest.customer_id)
+            .outerjoin(requester, requester.id == ApprovalRequest.requester_id)
+            .where(ApprovalRequest.id == rid)
+            .execution_options(populate_existing=True))
+    steps = (select(ApprovalStep, approver, decider)
+             .outerjoin(approver, approver.id == ApprovalStep.approver_id)
+             .outerjoin(decider, decider.id == ApprovalStep.decided_by)
+             .where(ApprovalStep.request_id == rid)
+             .order_by(ApprovalStep.seq)
+             .execution_options(populate_existing=True))
+    return head, steps
+
+
+_VIEW_HEAD, _VIEW_STEPS = _view_queries()
+
+
 async def load_view(session, request_id: int) -> View | None:
     """The request as cards show it, in two queries (taps are the hot path)."""
-    requester, approver, decider = aliased(User), aliased(User), aliased(User)
-    row = (await run_sql(session, select(ApprovalRequest, ApprovalInfo, Customer, requester)
-                         .outerjoin(ApprovalInfo, ApprovalInfo.request_id == ApprovalRequest.id)
-                         .outerjoin(Customer, Customer.id == ApprovalRequest.customer_id)
-                         .outerjoin(requester, requester.id == ApprovalRequest.requester_id)
-                         .where(ApprovalRequest.id == request_id)
-                         .execution_options(populate_existing=True))).first()
+    row = (await run_sql(session, _VIEW_HEAD, {"rid": request_id})).first()
     if row is None:
         return None
     req, info, customer, req_user = row
     users: dict[int, User] = {req_user.id: req_user} if req_user is not None else {}
-    rows = (await run_sql(session, select(ApprovalStep, approver, decider)
-                          .outerjoin(approver, approver.id == ApprovalStep.approver_id)
-                          .outerjoin(decider, decider.id == ApprovalStep.decided_by)
-                          .where(ApprovalStep.request_id == request_id)
-                          .order_by(ApprovalStep.seq)
-                          .execution_options(populate_existing=True))).all()
+    rows = (await run_sql(session, _VIEW_STEPS, {"rid": request_id})).all()
     steps = []
     for step, a, d in rows:
         steps.append(step)

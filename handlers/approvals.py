@@ -409,6 +409,16 @@ async def on_back(ctx: Ctx) -> None:
     await ctx.update_card(ac.approver_card(v, step, ctx.sign))
 
 
+def reject_reason(rules: ApprovalRules, choice: Any, extra: Any) -> str:
+    """The reason a rejection records: the chosen rule-set reason (its index, as the card's
+    select and the web page's send it) and/or free text; "" when neither was given."""
+    choice, extra = str(choice or "").strip(), str(extra or "").strip()[:300]
+    picked = ""
+    if choice.isdigit() and int(choice) < len(rules.reject_reasons):
+        picked = rules.reject_reasons[int(choice)].split(" / ")[0]
+    return "：".join(x for x in (picked, extra) if x)
+
+
 @router.action("approval.reject_confirm")
 async def on_reject_confirm(ctx: Ctx) -> None:
     form = ctx.event.action.form if ctx.event.action else {}
@@ -416,12 +426,7 @@ async def on_reject_confirm(ctx: Ctx) -> None:
     if code != "ok":
         await _refuse(ctx, code, v, seq, rules)
         return
-    choice = str(form.get("reason") or "").strip()
-    extra = str(form.get("reason_text") or "").strip()[:300]
-    picked = ""
-    if choice.isdigit() and int(choice) < len(rules.reject_reasons):
-        picked = rules.reject_reasons[int(choice)].split(" / ")[0]
-    reason = "：".join(x for x in (picked, extra) if x)
+    reason = reject_reason(rules, form.get("reason"), form.get("reason_text"))
     if not reason:
         ctx.toast("请选择或填写驳回原因 / choose a reason", "warning")
         return

@@ -19,13 +19,13 @@ gets a clear message and the job ends; the worker carries on.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from bot.ctx import Ctx
-from bot.dates import find_date
+from bot.dates import next_step_date  # noqa: F401 - re-exported for the pages and the CLI
 from bot.platform import MediaError
 from bot.router import Router
 from cards import KV, Button, Card
@@ -102,31 +102,21 @@ async def _buffer_row(ctx: Ctx) -> ChatMessage | None:
 
 async def hot_words(ctx: Ctx, limit: int = HOT_WORDS) -> list[str]:
     """The rep's customers, most recently active first: Whisper's prompt hot words."""
+    return await hot_words_for(ctx.session, ctx.user.id if ctx.user else None, limit)
+
+
+async def hot_words_for(session: Any, user_id: int | None, limit: int = HOT_WORDS
+                        ) -> list[str]:
+    """``hot_words`` without a Ctx (the mini-app's voice upload uses it too)."""
     q = select(Customer.name, Customer.short_name).order_by(
         Customer.last_activity_at.desc(), Customer.id.desc()).limit(limit)
-    if ctx.user is not None:
-        q = q.where(Customer.owner_id == ctx.user.id)
+    if user_id is not None:
+        q = q.where(Customer.owner_id == user_id)
     words: list[str] = []
-    for name, short in (await ctx.session.execute(q)).all():
+    res = await (session.exec(q) if hasattr(session, "exec") else session.execute(q))
+    for name, short in res.all():
         words.append(short or name)
     return words
-
-
-def next_step_date(text: str, today: date) -> date | None:
-    """The first date in ``text`` after today: "今天拜访了…，下周二再跟进" → next Tuesday."""
-    rest = text
-    while rest:
-        found = find_date(rest, today)
-        if found is None:
-            return None
-        when, words = found
-        if when > today:
-            return when
-        cut = rest.find(words) if words else -1
-        if cut < 0:
-            return None
-        rest = rest[cut + len(words):]
-    return None
 
 
 # -- voice ----------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import select
 
 from bot.ctx import Ctx
-from bot.dates import find_date
+from bot.dates import next_step_date
 from bot.matching import Candidate, MatcherCache, is_ambiguous
 from bot.router import Router
 from cards import KV, Button, Card, Checkbox, DatePicker, Option, Select
@@ -67,19 +67,35 @@ NO_CUSTOMER_TEXT = (
 _matchers: weakref.WeakKeyDictionary[Any, MatcherCache] = weakref.WeakKeyDictionary()
 
 
-def matcher_cache(ctx: Ctx) -> MatcherCache:
+def matcher_cache_for(engine: Any) -> MatcherCache:
     """The engine's matcher cache (rebuilt when the customer list changes)."""
-    engine = ctx.session.bind
     cache = _matchers.get(engine)
     if cache is None:
         cache = _matchers[engine] = MatcherCache()
     return cache
 
 
+def matcher_cache(ctx: Ctx) -> MatcherCache:
+    return matcher_cache_for(ctx.session.bind)
+
+
+async def match_customers(session: Any, text: str, owner_id: int | None) -> list[Candidate]:
+    """Ranked customer candidates for ``text`` (``owner_id``'s customers first on a tie);
+    Ctx-free, so the chat and the mini-app share one matcher."""
+    matcher = await matcher_cache_for(session.bind).get(session)
+    return matcher.find(text, owner_id=owner_id)
+
+
 async def find_customers(ctx: Ctx, text: str) -> list[Candidate]:
     """Ranked customer candidates for ``text`` (the rep's own customers first on a tie)."""
     matcher = await matcher_cache(ctx).get(ctx.session)
     return matcher.find(text, owner_id=ctx.user.id if ctx.user else None)
+
+
+def is_sync_word(text: str) -> bool:
+    """A message that is itself a sync command never becomes visit evidence."""
+    text = (text or "").strip()
+    return not text or text.split()[0].lower() in SYNC_WORDS
 
 
 def local_today(ctx: Ctx) -> date:
@@ -113,7 +129,7 @@ async def _sync(ctx: Ctx) -> None:
     picked: list[tuple[ChatMessage, list[Candidate]]] = []
     for row in rows:
         text = (row.text or "").strip()
-        if not text or text.split()[0].lower() in SYNC_WORDS:
+        if is_sync_word(text):
             continue
         cands = await find_customers(ctx, text)
         if cands:
@@ -124,22 +140,24 @@ async def _sync(ctx: Ctx) -> None:
         await ctx.reply(NO_CUSTOMER_TEXT.format(days=days))
         return
     picked.reverse()  # oldest first on the card
-    ranked = _aggregate([c for _row, cands in picked for c in cands])
+    ranked = aggregate([c for _row, cands in picked for c in cands])
     today = local_today(ctx)
+    # the next step named in the newest message that names one ("今天拜访…，明天再确认" →
+    # tomorrow, not the visit's own "today"); the page's sync and the voice note agree
     follow = next((d for row, _ in reversed(picked)
-                   if (d := find_date(row.text, today)) and d[0] >= today), None)
+                   if (d := next_step_date(row.text, today))), None)
     names = await _sender_names(ctx, [row for row, _ in picked])
     lines = [f"**{names.get(row.sender, row.sender)}** {_fmt_time(row.sent_at)}：{row.text}"
              for row, _ in picked]
     card = draft_card(ctx, source="chat_sync", candidates=ranked,
                       message_ids=[row.id for row, _ in picked], body="\n".join(lines),
-                      follow_up_on=follow[0] if follow else None)
+                      follow_up_on=follow)
     await ctx.reply(card)
     ctx.audit("visit.sync", "chat", ev.chat.id or ev.sender, messages=len(picked),
               candidates=[c.customer_id for c in ranked])
 
 
-def _aggregate(cands: Sequence[Candidate]) -> list[Candidate]:
+def aggregate(cands: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per customer over several messages: best score plus a little per extra
     mention, so the customer the chat keeps naming ranks first."""
     best: dict[int, Candidate] = {}
@@ -155,16 +173,34 @@ def _aggregate(cands: Sequence[Candidate]) -> list[Candidate]:
 
 
 async def _sender_names(ctx: Ctx, rows: Sequence[ChatMessage]) -> dict[str, str]:
+    return await sender_names(ctx.session, rows, ctx.event.platform, ctx.event.app_id)
+
+
+async def sender_names(session: Any, rows: Sequence[ChatMessage], platform: str,
+                       app_id: str) -> dict[str, str]:
+    """Sender id → display name: the buffered name, else the identity's display name."""
     names = {r.sender: r.sender_name for r in rows if r.sender_name}
     missing = {r.sender for r in rows} - set(names)
     if missing:
         q = select(Identity.external_id, Identity.display_name).where(
-            Identity.platform == ctx.event.platform, Identity.app_id == ctx.event.app_id,
+            Identity.platform == platform, Identity.app_id == app_id,
             Identity.external_id.in_(missing))
-        for ext, name in (await ctx.session.exec(q)).all():
+        for ext, name in (await session.exec(q)).all():
             if name:
                 names[ext] = name
     return names
+
+
+def message_evidence(rows: Sequence[ChatMessage], names: dict[str, str]
+                     ) -> list[dict[str, Any]]:
+    """The buffered messages as a visit's evidence (what a chat-sync visit stores)."""
+    return [{"id": r.id, "message_id": r.message_id, "sender": r.sender,
+             "sender_name": names.get(r.sender, ""), "at": r.sent_at.isoformat(),
+             "type": r.msg_type, "text": r.text} for r in rows]
+
+
+def messages_summary(messages: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(f"{m['sender_name'] or m['sender']}：{m['text']}" for m in messages)
 
 
 # -- the draft card (shared with voice / photo) ------------------------------------------------
@@ -289,14 +325,11 @@ async def save_tap(ctx: Ctx) -> None:
         ctx.toast("聊天记录已过期，请重新同步 / messages expired, sync again", "warning")
         return
     names = await _sender_names(ctx, rows)
-    messages = [{"id": r.id, "message_id": r.message_id, "sender": r.sender,
-                 "sender_name": names.get(r.sender, ""), "at": r.sent_at.isoformat(),
-                 "type": r.msg_type, "text": r.text} for r in rows]
+    messages = message_evidence(rows, names)
     evidence: dict[str, Any] = {**(args.get("e") or {}), "draft": draft}
     if messages:
         evidence["messages"] = messages
-    summary = str(args.get("s") or "") or "\n".join(
-        f"{m['sender_name'] or m['sender']}：{m['text']}" for m in messages)
+    summary = str(args.get("s") or "") or messages_summary(messages)
     follow_up = bool(args.get("f")) or _truthy(form.get("follow_up"))
     when = _form_date(form.get("follow_up_on")) or (
         date.fromisoformat(args["fu"]) if args.get("fu") and follow_up else None)
@@ -326,36 +359,57 @@ async def discard_tap(ctx: Ctx) -> None:
 
 
 async def _lock_customer(ctx: Ctx, customer_id: int) -> Customer | None:
+    return await lock_customer(ctx.session, customer_id)
+
+
+async def lock_customer(session: Any, customer_id: int) -> Customer | None:
     """The customer row, locked for this transaction on PostgreSQL (SQLite serialises
     writers itself): two taps on one draft cannot both pass the already-saved check."""
     q = select(Customer).where(Customer.id == customer_id).with_for_update()
-    return (await ctx.session.exec(q)).first()
+    return (await session.exec(q)).first()
 
 
 async def _already_saved(ctx: Ctx, customer_id: int, draft: str, since_ts: int) -> bool:
+    since = datetime.fromtimestamp(max(since_ts - 60, 0), ctx.clock().tzinfo)
+    return await already_saved(ctx.session, customer_id, draft, since)
+
+
+async def already_saved(session: Any, customer_id: int, draft: str, since: datetime) -> bool:
+    """A visit of this customer since ``since`` already carries this draft id."""
     if not draft:
         return False
-    since = datetime.fromtimestamp(max(since_ts - 60, 0), ctx.clock().tzinfo)
     q = select(Visit.evidence).where(Visit.customer_id == customer_id,
                                      Visit.created_at >= since)
     return any((ev or {}).get("draft") == draft
-               for ev in (await ctx.session.exec(q)).all())
+               for ev in (await session.exec(q)).all())
 
 
 async def save_visit(ctx: Ctx, customer_id: int | Customer, source: str, summary: str,
                      evidence: dict[str, Any], follow_up_on: date | None = None,
                      follow_up: bool | None = None) -> Visit:
-    """Write a visit by the current user: link the customer's open deal (the rep's own
-    first, then the most recently active), touch both last-activity stamps, add a follow-up
-    task when asked (``follow_up`` defaults to "a date was given"), audit. Raises
+    """Write a visit by the current user (``write_visit``) and audit it. Raises
     ``LookupError`` for an unknown customer."""
     customer = customer_id if isinstance(customer_id, Customer) else \
         await _lock_customer(ctx, customer_id)
     if customer is None:
         raise LookupError(f"customer {customer_id} not found")
-    now = ctx.clock()
-    user_id = ctx.user.id if ctx.user else None
-    deals = (await ctx.session.exec(
+    visit, deal = await write_visit(ctx.session, customer, user_id=ctx.user.id if ctx.user
+                                    else None, source=source, summary=summary,
+                                    evidence=evidence, now=ctx.clock(),
+                                    follow_up_on=follow_up_on, follow_up=follow_up)
+    ctx.audit("visit.create", "visit", visit.id, **visit_audit_detail(visit, deal))
+    return visit
+
+
+async def write_visit(session: Any, customer: Customer, *, user_id: int | None, source: str,
+                      summary: str, evidence: dict[str, Any], now: datetime,
+                      follow_up_on: date | None = None, follow_up: bool | None = None
+                      ) -> tuple[Visit, Deal | None]:
+    """The visit itself, Ctx-free (the chat and the mini-app share it): link the customer's
+    open deal (the user's own first, then the most recently active), touch both
+    last-activity stamps, add a follow-up task when asked (``follow_up`` defaults to "a date
+    was given"). The caller audits (``visit_audit_detail``) and commits."""
+    deals = (await session.exec(
         select(Deal).where(Deal.customer_id == customer.id, Deal.stage.in_(OPEN_STAGES))
         .order_by(Deal.last_activity_at.desc(), Deal.id.desc()))).all()
     deal = next((d for d in deals if user_id and d.owner_id == user_id), None) or \
@@ -363,22 +417,27 @@ async def save_visit(ctx: Ctx, customer_id: int | Customer, source: str, summary
     visit = Visit(user_id=user_id, customer_id=customer.id, deal_id=deal.id if deal else None,
                   source=source, summary=summary, evidence=evidence,
                   follow_up_on=follow_up_on, created_at=now)
-    ctx.session.add(visit)
+    session.add(visit)
     customer.last_activity_at = now
-    ctx.session.add(customer)
+    session.add(customer)
     if deal is not None:
         deal.last_activity_at = now
-        ctx.session.add(deal)
+        session.add(deal)
     if follow_up if follow_up is not None else follow_up_on is not None:
-        ctx.session.add(Task(user_id=user_id, customer_id=customer.id,
-                             deal_id=deal.id if deal else None,
-                             title=f"跟进 {customer.name}", due_on=follow_up_on,
-                             created_at=now))
-    await ctx.session.flush()
-    ctx.audit("visit.create", "visit", visit.id, source=source, customer_id=customer.id,
-              deal_id=deal.id if deal else None, follow_up_on=str(follow_up_on or ""),
-              draft=str(evidence.get("draft", "")))
-    return visit
+        session.add(Task(user_id=user_id, customer_id=customer.id,
+                         deal_id=deal.id if deal else None,
+                         title=f"跟进 {customer.name}", due_on=follow_up_on,
+                         created_at=now))
+    await session.flush()
+    return visit, deal
+
+
+def visit_audit_detail(visit: Visit, deal: Deal | None) -> dict[str, Any]:
+    """The ``visit.create`` audit row's detail (the same from the chat and the pages)."""
+    return dict(source=visit.source, customer_id=visit.customer_id,
+                deal_id=deal.id if deal else None,
+                follow_up_on=str(visit.follow_up_on or ""),
+                draft=str((visit.evidence or {}).get("draft", "")))
 
 
 # -- my visits -----------------------------------------------------------------------------------

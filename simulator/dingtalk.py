@@ -5,7 +5,10 @@ API (``add_routes``):
 - ``POST /v1.0/robot/oToMessages/batchSend`` and ``POST /v1.0/robot/groupMessages/send``;
 - ``POST /v1.0/card/instances/createAndDeliver`` and ``PUT /v1.0/card/instances``;
 - ``POST /v1.0/robot/messageFiles/download`` → a ``downloadUrl`` pointing back here
-  (``GET /sim/dingtalk/files/<id>.file``; bytes registered with ``add_media``).
+  (``GET /sim/dingtalk/files/<id>.file``; bytes registered with ``add_media``);
+- oapi ``POST /topapi/v2/user/getuserinfo?access_token=…`` ``{"code"}`` (H5 免登 web sign-in:
+  a code minted by ``issue_web_code`` answers ``result.userid`` once, within 5 minutes; else
+  errcode 40078). The oapi takes the same app token as a query parameter.
 
 Every call needs ``x-acs-dingtalk-access-token`` (else 401 ``InvalidAuthentication``). Sends
 and card deliveries are limited to 20/min per destination (``SlidingLimit``) and answer HTTP 429
@@ -37,6 +40,7 @@ from simulator.core import Call, Faults, Recorder, SlidingLimit
 PLATFORM = "dingtalk"
 ROBOT_PATH = "/webhooks/dingtalk"
 EVENTS_PATH = "/webhooks/dingtalk/events"
+WEB_CODE_TTL_S = 300  # H5 authCodes live 5 minutes and work once
 MSG_KEYS = {"sampleText", "sampleMarkdown", "sampleActionCard", "sampleLink", "sampleImageMsg"}
 
 
@@ -65,6 +69,7 @@ class DingTalkSim:
         self.files: dict[str, str] = {}  # file id in downloadUrl -> download code
         self.cards: dict[str, dict] = {}  # outTrackId -> {"dest", "params", "updates"}
         self._ids = itertools.count(1)
+        self.web_codes: dict[str, dict] = {}  # H5 authCode -> {"user", "expires", "used"}
 
     # == fake API ==========================================================================
     def add_routes(self, app: web.Application) -> None:
@@ -75,6 +80,7 @@ class DingTalkSim:
         app.router.add_put("/v1.0/card/instances", self.update_card)
         app.router.add_post("/v1.0/robot/messageFiles/download", self.file_download)
         app.router.add_get("/sim/dingtalk/files/{name}", self.file_get)
+        app.router.add_post("/topapi/v2/user/getuserinfo", self.oauth_userinfo)
 
     def add_media(self, download_code: str, data: bytes,
                   content_type: str = "application/octet-stream") -> None:
@@ -283,6 +289,39 @@ class DingTalkSim:
             return web.Response(status=404, text="not found")
         data, ctype = self.media[code]
         return web.Response(body=data, content_type=ctype)
+
+    # -- web sign-in (H5 免登, oapi) --------------------------------------------------------
+    def issue_web_code(self, external_user_id: str, ttl_s: float = WEB_CODE_TTL_S) -> str:
+        """What ``dd.runtime.permission.requestAuthCode`` gives the H5 page: single use,
+        5 minutes."""
+        code = "dac" + secrets.token_hex(16)
+        self.web_codes[code] = {"user": external_user_id, "expires": time.time() + ttl_s,
+                                "used": False}
+        return code
+
+    async def oauth_userinfo(self, request: web.Request) -> web.Response:
+        body = await self._json(request) or {}
+        code = str(body.get("code") or "")
+        call = self.recorder.add(Call(PLATFORM, "oauth", request.path, {"code": code}))
+
+        def answer(payload: dict) -> web.Response:
+            call.result = {**payload, "ok": payload.get("errcode") == 0}
+            return web.json_response(payload)
+
+        tok = request.query.get("access_token", "")
+        exp = self.tokens.get(tok)
+        if not tok or exp is None or exp < time.time() or self.faults.take("token_invalid"):
+            self.tokens.pop(tok, None)
+            return answer({"errcode": 40014, "errmsg": "不合法的access_token"})
+        entry = self.web_codes.get(code)
+        if entry is None or entry["used"] or entry["expires"] < time.time():
+            return answer({"errcode": 40078, "errmsg": "不存在的临时授权码"})
+        entry["used"] = True
+        call.dest = entry["user"]
+        return answer({"errcode": 0, "errmsg": "ok", "request_id": secrets.token_hex(8),
+                       "result": {"userid": entry["user"], "name": "",
+                                  "unionid": "union_" + entry["user"], "device_id": "",
+                                  "sys": False, "associated_unionid": ""}})
 
     # == callbacks into the bot ============================================================
     def new_msg_id(self) -> str:

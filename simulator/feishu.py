@@ -3,8 +3,12 @@
 API (all recorded in the ``Recorder`` as platform "feishu"): tenant token, send message (5 QPS
 per receive_id → HTTP 429 code 99991400 like the real gateway; ``uuid`` dedupe for 1 h), card
 delayed update (token usable twice, 30 min), message PATCH, message resource download.
-Recorder api names: ``token``, ``send`` (a real delivery), ``send_dup`` (uuid replay, no
-delivery), ``update_card``, ``patch``, ``media``, ``rejected`` (any refused call).
+Web sign-in (H5): ``app_access_token/internal``, ``authen/v1/oidc/access_token`` (a code
+minted by ``issue_web_code``, single use, 5 minutes; else code 20007 like Feishu) and
+``authen/v1/user_info`` with the user token.
+Recorder api names: ``token``, ``oauth`` (a code exchanged or a user_info read), ``send`` (a
+real delivery), ``send_dup`` (uuid replay, no delivery), ``update_card``, ``patch``,
+``media``, ``rejected`` (any refused call).
 
 Callbacks are encrypted the way Feishu does it (AES-256-CBC, key = SHA256(encrypt_key), random
 IV prepended, base64) — the encryption is built from lark-oapi's ``AESCipher`` key derivation
@@ -34,6 +38,7 @@ from simulator.core import Call, Faults, Recorder, SlidingLimit
 PLATFORM = "feishu"
 UUID_TTL_S = 3600
 CARD_TOKEN_TTL_S = 1800
+WEB_CODE_TTL_S = 300  # H5 sign-in codes live 5 minutes and work once
 
 
 def encrypt(encrypt_key: str, plaintext: str, iv: bytes | None = None) -> str:
@@ -87,6 +92,9 @@ class FeishuSim:
         self.card_tokens: dict[str, list] = {}  # token -> [uses_left, expires_at, message_id]
         self.media: dict[tuple[str, str], bytes] = {}
         self._n = 0
+        self.app_tokens: dict[str, float] = {}  # issued app_access_token -> expiry
+        self.web_codes: dict[str, dict] = {}  # H5 code -> {"user", "expires", "used"}
+        self.user_tokens: dict[str, tuple[str, float]] = {}  # u-token -> (open_id, expiry)
 
     # -- set-up -------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -95,6 +103,9 @@ class FeishuSim:
         app.router.add_patch("/open-apis/im/v1/messages/{mid}", self._patch)
         app.router.add_get("/open-apis/im/v1/messages/{mid}/resources/{key}", self._resource)
         app.router.add_post("/open-apis/interactive/v1/card/update", self._card_update)
+        app.router.add_post("/open-apis/auth/v3/app_access_token/internal", self._app_token)
+        app.router.add_post("/open-apis/authen/v1/oidc/access_token", self._oidc_token)
+        app.router.add_get("/open-apis/authen/v1/user_info", self._user_info)
 
     def add_media(self, message_id: str, key: str, data: bytes) -> None:
         self.media[(message_id, key)] = data
@@ -239,6 +250,74 @@ class FeishuSim:
         self.recorder.add(Call(PLATFORM, "media", request.path, {"mid": mid, "key": key,
                                                                  "type": kind}))
         return web.Response(body=data, content_type="application/octet-stream")
+
+    # -- web sign-in (H5) -------------------------------------------------------------------
+    def issue_web_code(self, external_user_id: str, ttl_s: float = WEB_CODE_TTL_S) -> str:
+        """What the H5 page gets from ``tt.requestAuthCode`` / the OAuth redirect (``open_id``
+        of the user): single use, 5 minutes."""
+        code = self._id("code")
+        self.web_codes[code] = {"user": external_user_id, "expires": self.clock() + ttl_s,
+                                "used": False}
+        return code
+
+    async def _app_token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("app_id") != self.app_id or body.get("app_secret") != self.app_secret:
+            return self._reject("app_token", request, {"app_id": body.get("app_id")}, 400,
+                                10014, "app secret invalid")
+        token = self._id("a")
+        self.app_tokens[token] = self.clock() + self.token_expire_s
+        tenant = self._id("t")
+        self.tokens[tenant] = self.clock() + self.token_expire_s
+        self.recorder.add(Call(PLATFORM, "token", request.path, {"app_id": self.app_id},
+                               result={"expire": self.token_expire_s, "kind": "app"}))
+        return web.json_response({"code": 0, "msg": "ok", "app_access_token": token,
+                                  "tenant_access_token": tenant,
+                                  "expire": self.token_expire_s})
+
+    async def _oidc_token(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self._reject("oauth", request, None, 400, 20001, "invalid request")
+        auth = request.headers.get("Authorization", "")
+        if self.faults.take("token_invalid"):
+            self.app_tokens.pop(auth.removeprefix("Bearer "), None)
+        if self.app_tokens.get(auth.removeprefix("Bearer "), 0) < self.clock():
+            return self._reject("oauth", request, body, 400, 99991663,
+                                "Invalid access token for authorization.")
+        if body.get("grant_type") != "authorization_code":
+            return self._reject("oauth", request, body, 400, 20001, "invalid grant_type")
+        code = str(body.get("code") or "")
+        entry = self.web_codes.get(code)
+        if entry is None or entry["used"] or entry["expires"] < self.clock():
+            return self._reject("oauth", request, body, 400, 20007,
+                                "The authorization code is invalid or has been used.")
+        entry["used"] = True
+        token = "u-" + uuid.uuid4().hex
+        self.user_tokens[token] = (entry["user"], self.clock() + self.token_expire_s)
+        data = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_expire_s,
+                "refresh_token": "ur-" + uuid.uuid4().hex, "refresh_expires_in": 2592000,
+                "scope": "auth:user.id:read"}
+        self.recorder.add(Call(PLATFORM, "oauth", request.path, {"code": code},
+                               result={"code": 0}, dest=entry["user"]))
+        return web.json_response({"code": 0, "msg": "success", "data": data})
+
+    async def _user_info(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        entry = self.user_tokens.get(token)
+        if entry is None or entry[1] < self.clock():
+            return self._reject("user_info", request, None, 400, 99991668,
+                                "Invalid access token for authorization.")
+        open_id = entry[0]
+        self.recorder.add(Call(PLATFORM, "oauth", request.path, {}, result={"code": 0},
+                               dest=open_id))
+        return web.json_response({"code": 0, "msg": "success", "data": {
+            "open_id": open_id, "union_id": "on_" + open_id.removeprefix("ou_"),
+            "user_id": open_id.removeprefix("ou_"), "name": "", "en_name": "",
+            "tenant_key": "sim_tenant"}})
 
     # -- callbacks into the bot -------------------------------------------------------------
     def issue_card_token(self, token: str, open_message_id: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import importlib
 import itertools
 import json
@@ -27,6 +28,7 @@ import time
 import zlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -106,6 +108,8 @@ class Simulator:
             fake.add_routes(self.app)
         self.view = DemoView(self)
         self.view.add_routes(self.app)
+        if "feishu" in self.fakes:  # the consent page Feishu's H5 sign-in redirects through
+            self.app.router.add_get("/open-apis/authen/v1/authorize", self.view.feishu_authorize)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -185,6 +189,7 @@ class DemoView:
         app.router.add_post("/demo/api/say", self.say)
         app.router.add_get("/demo/api/messages", self.messages)
         app.router.add_post("/demo/api/tap", self.tap)
+        app.router.add_get("/demo/workbench", self.workbench)
         if STATIC.is_dir():
             app.router.add_static("/static/", STATIC)
 
@@ -196,6 +201,36 @@ class DemoView:
                      if self.sim.bot_platforms is None or p in self.sim.bot_platforms]
         return web.json_response({"platforms": platforms, "people": people_json(),
                                   "bot_url": self.sim.bot_url})
+
+    # -- the workbench: open the mini-app as this person, through the real sign-in path -----
+    async def workbench(self, request: web.Request) -> web.StreamResponse:
+        """What tapping the app in the platform's workbench does: the platform mints a
+        one-time code for the user and opens the app's homepage with it."""
+        platform = request.query.get("platform", "")
+        fake, ext = self._who(platform, request.query.get("user", ""))
+        code = fake.issue_web_code(ext)
+        param = "authCode" if platform == "dingtalk" else "code"
+        raise web.HTTPFound(f"{self._bot()}/app/auth/{platform}?"
+                            + urlencode({param: code, "next": "/app/"}))
+
+    async def feishu_authorize(self, request: web.Request) -> web.StreamResponse:
+        """Feishu's authorize page, simulated: ``?user=`` picks who consents (else a list of
+        the demo's people), then back to ``redirect_uri`` with ``code`` and ``state``."""
+        back, state = request.query.get("redirect_uri", ""), request.query.get("state", "")
+        if not back.startswith(("http://127.0.0.1", "http://localhost", self._bot())):
+            raise web.HTTPBadRequest(text="redirect_uri must point at the bot")
+        user = request.query.get("user", "")
+        if user:
+            fake, ext = self._who("feishu", user)
+            raise web.HTTPFound(back + "?" + urlencode({"code": fake.issue_web_code(ext),
+                                                        "state": state}))
+        links = "".join(
+            f'<li><a href="?{html.escape(urlencode({**request.query, "user": p["key"]}))}">'
+            f'{html.escape(p["name"])} · {html.escape(p["role"])}</a></li>'
+            for p in people_json())
+        return web.Response(text=f"<!doctype html><meta charset=utf-8><title>飞书授权 (simulated)"
+                                 f"</title><h1>飞书授权 (simulated)</h1><ul>{links}</ul>",
+                            content_type="text/html")
 
     # -- helpers ---------------------------------------------------------------------------
     def _who(self, platform: str, user: str) -> tuple[Any, str]:
@@ -335,6 +370,9 @@ class DemoView:
                 card = wecom_card(content)
                 card["ref"] = {"task_id": content.get("task_id", ""),
                                "response_code": call.result.get("response_code", "")}
+                # the send's own response_code also updates this card (e.g. a web decision)
+                if call.result.get("response_code"):
+                    self.tap_codes.setdefault(str(call.result["response_code"]), mid)
                 yield "new", _bubble(mid, "card", call, card=card)
         elif call.api == "update_card":
             card_id = self.tap_codes.get(str(body.get("response_code") or ""))

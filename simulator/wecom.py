@@ -5,8 +5,9 @@ API (``add_routes``): ``GET /cgi-bin/gettoken`` (checks corpid/corpsecret), ``PO
 of the same content to the same user inside the interval; ``template_card`` answers with a
 ``response_code``), ``POST /cgi-bin/message/update_template_card`` (response codes are
 single-use), ``POST /cgi-bin/appchat/send``, ``GET /cgi-bin/media/get`` (bytes registered with
-``add_media``). Faults (``self.faults``) make the next calls answer rate-limited, 5xx or
-token-expired.
+``add_media``), ``GET /cgi-bin/auth/getuserinfo`` (OAuth2 web sign-in: a code minted by
+``issue_web_code`` answers the member's ``userid`` once, within 5 minutes; else 40029).
+Faults (``self.faults``) make the next calls answer rate-limited, 5xx or token-expired.
 
 Callbacks are encrypted and signed with wechatpy's ``WeChatCrypto`` — the SDK, not our code.
 """
@@ -29,6 +30,7 @@ from simulator.core import Call, Faults, Recorder, SlidingLimit
 
 PLATFORM = "wecom"
 WEBHOOK_PATH = "/webhooks/wecom"
+WEB_CODE_TTL_S = 300  # OAuth2 codes live 5 minutes and work once
 
 
 def _cdata(value: Any) -> str:
@@ -54,6 +56,7 @@ class WeComSim:
         self._dups: dict[tuple[str, str], tuple[float, str]] = {}
         self._ids = itertools.count(1)
         self._msg_seq = itertools.count(int(time.time() * 1000))
+        self.web_codes: dict[str, dict] = {}  # OAuth2 code -> {"user", "expires", "used", …}
 
     # == fake API ==========================================================================
     def add_routes(self, app: web.Application) -> None:
@@ -62,6 +65,7 @@ class WeComSim:
         app.router.add_post("/cgi-bin/message/update_template_card", self.update_card)
         app.router.add_post("/cgi-bin/appchat/send", self.appchat_send)
         app.router.add_get("/cgi-bin/media/get", self.media_get)
+        app.router.add_get("/cgi-bin/auth/getuserinfo", self.oauth_userinfo)
 
     def add_media(self, media_id: str, data: bytes, content_type: str = "audio/amr") -> None:
         self.media[media_id] = (data, content_type)
@@ -212,6 +216,36 @@ class WeComSim:
         call.result = {"errcode": 0, "bytes": len(item[0])}
         return web.Response(body=item[0], content_type=item[1], headers={
             "Content-Disposition": f'attachment; filename="{request.query["media_id"]}"'})
+
+    # -- web sign-in (OAuth2) --------------------------------------------------------------
+    def issue_web_code(self, external_user_id: str, member: bool = True,
+                       ttl_s: float = WEB_CODE_TTL_S) -> str:
+        """What the workbench appends to the app's URL (``?code=``): single use, 5 minutes.
+        ``member=False``: someone outside the corp (WeCom answers an ``openid`` instead)."""
+        code = "wc-" + secrets.token_urlsafe(18)
+        self.web_codes[code] = {"user": external_user_id, "expires": time.time() + ttl_s,
+                                "used": False, "member": member}
+        return code
+
+    async def oauth_userinfo(self, request: web.Request) -> web.Response:
+        code = request.query.get("code", "")
+        call = self.recorder.add(Call(PLATFORM, "oauth", request.path, {"code": code}))
+        if (bad := self._auth(request)) is not None:
+            call.result = json.loads(bad.text or "{}")
+            return bad
+        entry = self.web_codes.get(code)
+        if entry is None or entry["used"] or entry["expires"] < time.time():
+            call.result = {"errcode": 40029, "errmsg": "invalid code"}
+            return web.json_response(call.result)
+        entry["used"] = True
+        call.dest = entry["user"]
+        if entry["member"]:
+            call.result = {"errcode": 0, "errmsg": "ok", "userid": entry["user"],
+                           "user_ticket": "ut-" + secrets.token_hex(8)}
+        else:
+            call.result = {"errcode": 0, "errmsg": "ok", "openid": "o" + entry["user"],
+                           "external_userid": ""}
+        return web.json_response(call.result)
 
     # == callbacks into the bot ============================================================
     def new_msg_id(self) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
-from storage.models import ChatMessage
+from storage.models import Chat, ChatMessage
 
 MAX_TEXT = 4000  # a pasted novel is cut: sync only shows and matches the start
 
@@ -33,6 +33,18 @@ async def record(session, *, platform: str, app_id: str, chat_id: str, message_i
     stmt = ins(ChatMessage).values(**values).on_conflict_do_nothing(
         index_elements=["platform", "app_id", "message_id"])
     await conn.execute(stmt)
+
+
+async def remember_chat(session, *, platform: str, app_id: str, external_id: str,
+                        type: str = "group", title: str = "") -> None:
+    """Keep a ``chats`` row for every group the bot hears from, so an admin can bind it to a
+    team (alerts to the team chat) without typing platform ids; existing rows are kept."""
+    conn = await session.connection()
+    ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = ins(Chat).values(platform=platform, app_id=app_id, external_id=external_id[:255],
+                            type=type, title=(title or "")[:200], webhook_url="")
+    await conn.execute(stmt.on_conflict_do_nothing(
+        index_elements=["platform", "app_id", "external_id"]))
 
 
 async def recent(session, *, platform: str, app_id: str, chat_id: str, since: datetime,

@@ -121,6 +121,8 @@ class Customer(SQLModel, table=True):
     strategic_rating: int = 3
     last_activity_at: datetime | None = ts(nullable=True)
     created_at: datetime = ts()
+    # the ERP's own key for this customer (REST API / imports upsert by it); issue 6
+    external_id: str | None = Field(default=None, unique=True, index=True)
 
 
 class CustomerAlias(SQLModel, table=True):
@@ -152,6 +154,7 @@ class Deal(SQLModel, table=True):
     amount: float = 0
     last_activity_at: datetime = ts()
     created_at: datetime = ts()
+    external_id: str | None = Field(default=None, unique=True, index=True)  # the ERP's key
 
 
 class Invoice(SQLModel, table=True):
@@ -172,6 +175,8 @@ class Payment(SQLModel, table=True):
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     amount: float
     paid_at: datetime = ts()
+    # the sender's payment id: a retried POST /api/v1/payments is not counted twice
+    reference: str | None = Field(default=None, unique=True, index=True)
 
 
 class Visit(SQLModel, table=True):

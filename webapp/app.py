@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 # the page areas, in nav order; each module exports ``routes`` (web.RouteTableDef)
-AREAS = ("webapp.auth", "webapp.rep", "webapp.approver", "webapp.dashboard", "webapp.admin",
-         "webapp.data")
+AREAS = ("webapp.auth", "webapp.rep", "webapp.rep_sync", "webapp.rep_visit",
+         "webapp.approver", "webapp.dashboard", "webapp.admin",
+         "webapp.admin_rules", "webapp.admin_org", "webapp.data")
 
 
 @web.middleware
@@ -32,10 +33,17 @@ async def friendly_errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status in (404, 405) and request.method == "GET":
             return error_page(request, exc.status, "页面不存在 / No such page.")
+        if exc.status == 413:
+            return error_page(request, 413, "文件太大 / The upload is too large (limit "
+                              f"{web_ctx_limit(request) // (1024 * 1024)} MB).")
         raise
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("bad request to %s: %s", request.path, exc.__class__.__name__)
         return error_page(request, 400, "请求无效 / That request was not valid.")
+
+
+def web_ctx_limit(request: web.Request) -> int:
+    return request.config_dict[WEB].settings.web_max_upload_bytes
 
 
 def build_webapp(ctx: WebCtx) -> web.Application:

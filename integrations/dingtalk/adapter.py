@@ -47,6 +47,8 @@ class Adapter:
         self._secret = v("app_secret")
         self.robot_code = v("robot_code")
         self.api_base = settings.dingtalk_api_base
+        self.oapi_base = str(getattr(settings, "dingtalk_oapi_base", "")
+                             or "https://oapi.dingtalk.com")
         self.template_id = str(getattr(settings, "dingtalk_card_template_id", "")
                                or DEFAULT_TEMPLATE_ID)
         # Event subscription owner key = appKey (internal app), not the corp id (PROTOCOLS §1).
@@ -71,6 +73,15 @@ class Adapter:
     async def download_media(self, media: MediaRef, max_bytes: int) -> bytes:
         assert self.client is not None, "adapter not started"
         return await self.client.download(media.key, max_bytes)
+
+    async def web_user_id(self, code: str) -> str:
+        """The workbench sign-in (H5 免登): authCode → the staff id (``Event.sender``)."""
+        assert self.client is not None, "adapter not started"
+        result = await self.client.user_by_auth_code(self.oapi_base, code)
+        userid = str(result.get("userid") or "")
+        if not userid:
+            raise PermanentError("dingtalk sign-in: no userid for this code", code="no_user")
+        return userid
 
     async def deliver(self, target: Target, message: OutMessage, idem_key: str,
                       resend: bool = False) -> dict:

@@ -188,6 +188,37 @@ class DingTalkClient:
             "cardUpdateOptions": {"updateCardDataByKey": True}})
         return {"out_track_id": out_track_id}
 
+    # -- web sign-in (oapi) ---------------------------------------------------------------
+    async def user_by_auth_code(self, oapi_base: str, auth_code: str) -> dict:
+        """H5 免登: ``POST {oapi}/topapi/v2/user/getuserinfo?access_token=…`` ``{"code"}`` →
+        ``result`` (``userid`` = the staff id robots report as ``senderStaffId``). The
+        internal app's v1.0 token is accepted by oapi; 40078 = invalid or expired code."""
+        url = oapi_base.rstrip("/") + "/topapi/v2/user/getuserinfo"
+        for attempt in (0, 1):
+            tok = await self.token()
+            try:
+                async with self.http.post(url, params={"access_token": tok},
+                                          json={"code": auth_code}) as resp:
+                    status, raw = resp.status, await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientError(f"dingtalk getuserinfo: {exc.__class__.__name__}") from exc
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError:
+                data = None
+            if status >= 500 or not isinstance(data, dict):
+                raise TransientError(f"dingtalk getuserinfo: HTTP {status}", code=status)
+            code = _int(data.get("errcode"), -1)
+            if code in (40014, 42001, 88) and attempt == 0:
+                await self.token(force=True, stale=tok)
+                continue
+            if code != 0 or status >= 400:
+                raise PermanentError(f"dingtalk getuserinfo: errcode {code} "
+                                     f"{str(data.get('errmsg', ''))[:120]}", code=code)
+            result = data.get("result")
+            return result if isinstance(result, dict) else {}
+        raise PermanentError("dingtalk getuserinfo: token rejected after refresh")
+
     # -- media --------------------------------------------------------------------------
     def _allowed_url(self, url: str) -> bool:
         parts = urlsplit(url)

@@ -89,6 +89,14 @@ class Adapter:
             raise PermanentError("update_card needs a token or a message id")
         return await self.client.patch_message(message_id, card)
 
+    async def web_user_id(self, code: str) -> str:
+        """The workbench sign-in (H5): code → the user's ``open_id`` (``Event.sender``)."""
+        info = await self.client.user_by_code(code)
+        open_id = str(info.get("open_id") or "")
+        if not open_id:
+            raise PermanentError("feishu sign-in: no open_id for this code", code="no_user")
+        return open_id
+
     async def download_media(self, media: MediaRef, max_bytes: int) -> bytes:
         if not media.message_id:
             raise MediaError("feishu media needs the message id")

@@ -23,6 +23,7 @@ from bot.platform import MediaError, PermanentError, RateLimited, TransientError
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"  # noqa: S105 - a URL path
+APP_TOKEN_PATH = "/open-apis/auth/v3/app_access_token/internal"  # noqa: S105 - a URL path
 RATE_CODES = {99991400, 11232, 230020}
 TOKEN_INVALID_CODES = {99991663, 99991661, 99991668}
 TOKEN_MARGIN_S = 300
@@ -54,6 +55,8 @@ class FeishuClient:
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
         self.token_fetches = 0
+        self._app_token: str = ""
+        self._app_expires_at = 0.0
 
     # -- token --------------------------------------------------------------------------
     async def tenant_token(self, force: bool = False) -> str:
@@ -79,6 +82,27 @@ class FeishuClient:
             self._token = token
             self._expires_at = self.clock() + max(0.0, expire - TOKEN_MARGIN_S)
             self.token_fetches += 1
+            return token
+
+    async def app_token(self, force: bool = False) -> str:
+        """The ``app_access_token`` the user-auth (OIDC) endpoints require, cached like the
+        tenant token."""
+        async with self._lock:
+            if not force and self._app_token and self.clock() < self._app_expires_at:
+                return self._app_token
+            status, data, headers = await self._raw_json("POST", APP_TOKEN_PATH, auth=None,
+                                                         json_body={"app_id": self.app_id,
+                                                                    "app_secret": self._secret})
+            try:
+                self._raise_for(status, data, headers, what="app token")
+            except _TokenInvalid as exc:
+                raise PermanentError("feishu app token: credentials refused") from exc
+            token = data.get("app_access_token")
+            if not isinstance(token, str) or not token:
+                raise TransientError("app token missing in answer")
+            self._app_token = token
+            self._app_expires_at = self.clock() + max(0.0, float(data.get("expire") or 0)
+                                                      - TOKEN_MARGIN_S)
             return token
 
     # -- transport ----------------------------------------------------------------------
@@ -154,6 +178,34 @@ class FeishuClient:
         await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}",
                         {"content": json.dumps(card, ensure_ascii=False)}, what="patch")
         return {"updated": "patch", "message_id": message_id}
+
+    async def user_by_code(self, code: str) -> dict:
+        """H5 sign-in: ``code`` → a user access token (``authen/v1/oidc/access_token`` with the
+        app token) → ``authen/v1/user_info`` (``open_id``, ``union_id``, ``user_id``, ``name``).
+        An invalid or used code is a non-zero ``code`` → ``PermanentError``."""
+        body = {"grant_type": "authorization_code", "code": code}
+        for attempt in (0, 1):
+            app = await self.app_token(force=attempt == 1)
+            status, data, headers = await self._raw_json(
+                "POST", "/open-apis/authen/v1/oidc/access_token", app, body)
+            try:
+                self._raise_for(status, data, headers, what="oidc access_token")
+            except _TokenInvalid:
+                continue
+            break
+        else:
+            raise PermanentError("feishu oidc: app token still invalid after refresh")
+        user_token = str((data.get("data") or {}).get("access_token") or "")
+        if not user_token:
+            raise PermanentError("feishu oidc: no user access token in answer")
+        status, data, headers = await self._raw_json("GET", "/open-apis/authen/v1/user_info",
+                                                     user_token)
+        try:
+            self._raise_for(status, data, headers, what="user_info")
+        except _TokenInvalid as exc:
+            raise PermanentError("feishu user_info: user token refused") from exc
+        info = data.get("data")
+        return info if isinstance(info, dict) else {}
 
     async def download(self, message_id: str, key: str, kind: str, max_bytes: int) -> bytes:
         """GET a message resource (``kind`` image|file; audio is file), at most ``max_bytes``."""

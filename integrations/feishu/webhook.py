@@ -4,7 +4,10 @@ Order matters: the body is read first (so an oversized one is a 413), then the s
 replay window are checked on the raw bytes before anything is decrypted or parsed. Feishu does
 not sign the ``url_verification`` request, so that one alone may arrive unsigned; it still
 needs the verification token and is answered here, never reaching the core. Card taps wait up
-to ``TOAST_WAIT_S`` for the handler's toast so it can ride in the 3-second answer.
+to ``TOAST_WAIT_S`` for the handler's toast so it can ride in the 3-second answer — but only
+while the handler runs: a tap still queued for a slot is acknowledged at once (see
+``bot.dispatcher.Ingress.submit``) and its card update, and any warning as a message, follow
+through the outbox.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PATH = "/webhooks/feishu"
-TOAST_WAIT_S = 1.5
+TOAST_WAIT_S = 0.1
 H_TS, H_NONCE, H_SIG = "X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature"
 
 

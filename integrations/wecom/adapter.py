@@ -76,6 +76,16 @@ class Adapter:
             return await client.send_chat(target.id, msgtype, content)
         return await client.send(target.id, msgtype, content, resend)
 
+    async def web_user_id(self, code: str) -> str:
+        """The workbench sign-in: OAuth2 code → the member's userid (what ``Event.sender`` is).
+        A non-member (``openid`` only) is refused."""
+        assert self.client is not None, "adapter not started"
+        data = await self.client.oauth_user(code)
+        userid = str(data.get("userid") or data.get("UserId") or "")
+        if not userid:
+            raise PermanentError("wecom sign-in: not a member of this corp", code="not_member")
+        return userid
+
     async def _update(self, target: Target, message: OutMessage, idem_key: str) -> dict:
         assert self.client is not None
         code = str(message.card_ref.get("response_code") or "")

@@ -134,6 +134,12 @@ class WeComClient:
         data = await self.call("POST", "/cgi-bin/message/update_template_card", body)
         return {"invaliduser": data["invaliduser"]} if data.get("invaliduser") else {}
 
+    # -- web sign-in ----------------------------------------------------------------------
+    async def oauth_user(self, code: str) -> dict:
+        """OAuth2 ``code`` (from the workbench's redirect) → ``{"userid": …}`` for a member
+        or ``{"openid": …}`` for a non-member; 40029 = invalid, used or expired code."""
+        return await self.call("GET", "/cgi-bin/auth/getuserinfo", params={"code": code})
+
     # -- media --------------------------------------------------------------------------
     async def get_media(self, media_id: str, max_bytes: int) -> bytes:
         for attempt in (0, 1):

@@ -107,6 +107,8 @@
     state.user = $("person").value;
     state.sig = "";
     localStorage.setItem("fieldbot.demo", JSON.stringify({ p: state.platform, u: state.user }));
+    const wb = $("workbench");
+    if (wb) wb.href = "/demo/workbench?" + new URLSearchParams({ platform: state.platform, user: state.user });
     $("chat").innerHTML = "";
     poll();
   }

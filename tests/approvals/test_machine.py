@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from config.rules import ApprovalRules, load_rules
 from storage import approvals as sm
@@ -29,6 +30,30 @@ def test_rules_reject_typos_and_bad_roles():
         load_rules({"chains": [{"steps": ["ceo"]}]})
     r = load_rules({"remind_after_h": 2, "chains": [{"steps": ["vp"]}]}, 7)
     assert r.version == 7 and r.chain_for("quote", 1, None) == ["vp"]
+
+
+@pytest.mark.parametrize(("bad", "words"), [
+    ({"remind_after_h": 0}, "remind_after_h must be above 0"),
+    ({"remind_after_h": 6, "escalate_after_h": 5}, "升级时限不能早于提醒时限"),
+    ({"remind_after_h": "inf"}, "finite number"),
+    ({"max_escalations": -1}, "must be at least 0 (now -1)"),
+    ({"work_days": []}, "work_days must be numbers 0 (Monday) to 6"),
+    ({"work_days": [0, 7]}, "工作日必须是 0–6 之间的数字"),
+    ({"work_start": "18:00", "work_end": "09:00"}, "work_end must be after work_start"),
+    ({"work_end": "25:00"}, "time"),
+    ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ({"chains": [{"when": {"kinds": ["loan"]}, "steps": ["vp"]}]}, "unknown kind(s) ['loan']"),
+    ({"chains": [{"when": {"amount_gte": -1}, "steps": ["vp"]}]}, "金额不能为负"),
+    ({"chains": [{"when": {"amount_gte": 9, "amount_lt": 9}, "steps": ["vp"]}]},
+     "empty amount range"),
+    ({"extra": [{"when": {"discount_gt": 100}, "steps": ["finance"]}]}, "折扣必须在 0–100%"),
+    ({"chains": [{"steps": []}]}, "needs at least one approver role"),
+])
+def test_the_schema_refuses_each_policy_mistake(bad, words):
+    """Not only the admin console: TOML and the ``审批规则`` chat command load through here."""
+    with pytest.raises(ValidationError) as caught:
+        load_rules(bad)
+    assert words in str(caught.value)
 
 
 def test_working_hours_and_quiet_hours():

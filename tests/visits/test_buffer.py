@@ -67,3 +67,27 @@ def test_window_setting(monkeypatch):
     assert load_settings(database_url="sqlite://").chat_buffer_days == 7
     monkeypatch.setenv("FIELDBOT_CHAT_BUFFER_DAYS", "3")
     assert load_settings(database_url="sqlite://").chat_buffer_days == 3
+
+
+async def test_group_chats_the_bot_hears_are_remembered_once(db_url):
+    """An admin binds a team to a chat the bot has seen: every group message keeps a chats
+    row (first title wins; a second message or a redelivery adds nothing)."""
+    from sqlalchemy import text
+
+    upgrade(db_url)
+    engine = async_engine(db_url)
+    try:
+        async with AsyncSession(engine) as s:
+            for title in ("华东销售群", "renamed", ""):
+                await chat_buffer.remember_chat(s, platform="feishu", app_id="cli1",
+                                                external_id="oc_1", title=title)
+            await chat_buffer.remember_chat(s, platform="wecom", app_id="corp1",
+                                            external_id="oc_1", title="企业微信群")
+            await s.commit()
+        async with AsyncSession(engine) as s:
+            rows = (await s.execute(text("SELECT platform, external_id, type, title FROM chats "
+                                         "ORDER BY platform"))).all()
+        assert [tuple(r) for r in rows] == [("feishu", "oc_1", "group", "华东销售群"),
+                                           ("wecom", "oc_1", "group", "企业微信群")]
+    finally:
+        await engine.dispose()

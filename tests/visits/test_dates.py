@@ -64,3 +64,12 @@ def test_month_arithmetic_clamps():
     assert add_months(date(2024, 12, 15), 1) == date(2025, 1, 15)
     assert parse_date("月底", date(2024, 2, 10)) == date(2024, 2, 29)
     assert parse_date("下个月", date(2024, 1, 31)) == date(2024, 2, 29)
+
+
+def test_next_step_is_the_first_date_after_today():
+    from bot.dates import next_step_date
+
+    today = date(2026, 12, 1)  # a Tuesday
+    assert next_step_date("今天拜访了华东精密，明天再确认", today) == date(2026, 12, 2)
+    assert next_step_date("今天拜访了华东精密，下周二带样品", today) == date(2026, 12, 8)
+    assert next_step_date("今天拜访了华东精密", today) is None

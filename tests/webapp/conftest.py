@@ -9,6 +9,7 @@ wangwu 王五 and zhaoliu 赵六 (华南区); qiancaiwu 钱财务 (finance); adm
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -103,8 +104,20 @@ async def web(request, tmp_path):
         with engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(q), params)]
 
+    def write_sync(fn):
+        with engine.begin() as conn:
+            patient(conn)
+            return fn(conn)
+
+    async def write(fn):
+        """Run ``fn(conn)`` in one write transaction, in a thread: the app shares this event
+        loop, and a blocking write here would wait for a transaction the app can only finish
+        when the loop runs (a deadlock until SQLite's busy timeout)."""
+        return await asyncio.to_thread(write_sync, fn)
+
     stack.client = client
     stack.sql = sql
+    stack.write = write
     yield stack
     for c in clients:
         await c.close()
@@ -151,3 +164,10 @@ async def browser_login(browser, base: str, key: str, viewport=(390, 844)):
     await page.click(f'button[data-user="{person(key).name}"]')
     await page.wait_for_url(base + "/app/")
     return page
+
+
+def patient(conn) -> None:
+    """A test writing beside the running app on SQLite waits for the app's writer instead of
+    failing after the default 10 s busy timeout (a loaded 2-core CI box)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA busy_timeout=60000")

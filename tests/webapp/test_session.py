@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from webapp import session as ws
 
 KEY = b"k" * 32
@@ -76,3 +78,26 @@ async def test_bare_workbench_url_starts_each_platforms_sign_in(web):
         assert r.status == 400  # an empty code is a broken redirect, not a new sign-in
     async with c.http.get("/app/auth/telegram", allow_redirects=False) as r:
         assert r.status == 404
+
+
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"])
+async def test_demo_workbench_signs_in_through_the_platform(web, platform):
+    """The demo's "open the mini-app" link: the simulated workbench mints a one-time code
+    and the bot exchanges it with the (simulated) platform API for the person."""
+    c = web.client()
+    async with c.http.get(f"{web.sim.url}/demo/workbench",
+                          params={"platform": platform, "user": "lijingli"}) as r:
+        assert r.status == 200 and r.url.path == "/app/", r.url
+        assert "李经理" in await r.text()
+    assert web.sim.recorder.of(platform, "oauth")
+
+
+async def test_feishu_bare_url_round_trips_through_the_consent_page(web):
+    c = web.client()
+    async with c.http.get("/app/auth/feishu", params={"next": "/app/approvals"},
+                          allow_redirects=False) as r:
+        loc = r.headers["Location"]
+    assert loc.startswith(web.sim.url)
+    async with c.http.get(loc + "&user=wangzong") as r:
+        assert r.status == 200 and r.url.path == "/app/approvals", r.url
+        assert "王总" in await r.text()
