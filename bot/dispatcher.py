@@ -184,7 +184,9 @@ class Dispatcher:
         return ctx.toast_reply
 
     def started(self, inbox_id: int) -> bool:
-        return inbox_id in self._started
+        """The run holds a slot, or will take a free one as soon as the loop schedules it
+        (a busy loop may not have run the new task yet: that is no reason to give up)."""
+        return inbox_id in self._started or not self._sem.locked()
 
     def backlogged(self) -> bool:
         """Every slot is taken and runs wait for one (a new run would start last)."""
