@@ -9,6 +9,7 @@ kept per destination; transient and rate-limit errors back off exponentially wit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from datetime import timedelta
@@ -30,6 +31,8 @@ CLAIM = ("UPDATE outbox SET claimed_until=:u, claims=claims+1"
          " RETURNING id, idem_key, target, message, attempts, claims")
 PROBE = ("SELECT 1 FROM outbox WHERE status='pending' AND next_at <= :now"
          " AND (claimed_until IS NULL OR claimed_until < :now) LIMIT 1")
+FINISH = ("UPDATE outbox SET status=:s, last_error=:e, result=:r, sent_at=:t,"
+          " attempts=COALESCE(:a, attempts), claimed_until=NULL WHERE id=:id")
 CLAIM_PG = CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
 CLAIM_SQLITE = CLAIM.format(lock="")
 
@@ -129,15 +132,11 @@ class OutboxSender:
         """One transaction marks every row this pass delivered (instead of one per row: on
         SQLite each is a turn of the single write lock that taps and the inbox wait for).
         A crash before it resends those rows with their idempotency key, as before."""
-        if not marks:
-            return
-        async with self.engine.begin() as conn:
-            await conn.execute(text(
-                "UPDATE outbox SET status='sent', last_error='', result=:r, sent_at=:t,"
-                " attempts=:a, claimed_until=NULL WHERE id=:id"), marks)
+        if marks:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(FINISH), marks)
 
-    async def _send_one(self, row, target: Target, marks: list[dict] | None = None
-                        ) -> float | None:
+    async def _send_one(self, row, target: Target, marks: list[dict]) -> float | None:
         """Send one row; return the delay if it was pushed back (later rows must wait)."""
         row_id, idem_key, _t, message, attempts, claims = row
         adapter = self.adapters.get(target.platform)
@@ -168,25 +167,19 @@ class OutboxSender:
             backoff = min(300.0, 2.0 ** attempts)
             await self._retry_later(row_id, attempts, backoff, repr(exc))
             return backoff
-        if marks is None:
-            await self._finish(row_id, "sent", result=result or {}, attempts=attempts + 1)
-        else:  # marked with the rest of the pass (``_mark_sent``)
-            import json
-
-            marks.append({"r": json.dumps(result or {}, ensure_ascii=False),
-                          "t": self.clock(), "a": attempts + 1, "id": row_id})
+        # marked with the rest of the pass (``_mark_sent``)
+        marks.append(self._finish_params(row_id, "sent", result=result, attempts=attempts + 1))
         self.sent += 1
         return None
 
-    async def _finish(self, row_id, status, error="", result=None, attempts=None) -> None:
-        import json
+    def _finish_params(self, row_id, status, error="", result=None, attempts=None) -> dict:
+        return {"s": status, "e": error[:500], "r": json.dumps(result or {}, ensure_ascii=False),
+                "t": self.clock() if status == "sent" else None, "a": attempts, "id": row_id}
 
+    async def _finish(self, row_id, status, error="", result=None, attempts=None) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(text(
-                "UPDATE outbox SET status=:s, last_error=:e, result=:r, sent_at=:t,"
-                " attempts=COALESCE(:a, attempts), claimed_until=NULL WHERE id=:id"),
-                {"s": status, "e": error[:500], "r": json.dumps(result or {}, ensure_ascii=False),
-                 "t": self.clock() if status == "sent" else None, "a": attempts, "id": row_id})
+            await conn.execute(text(FINISH), self._finish_params(row_id, status, error, result,
+                                                                 attempts))
 
     async def _retry_later(self, row_id, attempts, delay, error, count=True) -> None:
         async with self.engine.begin() as conn:
