@@ -13,7 +13,6 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlmodel import select
@@ -173,7 +172,7 @@ async def platform_signin(request: web.Request) -> web.StreamResponse:
         return error_page(request, 404, f"{platform} 未启用 / {platform} is not set up here.")
     if "code" not in request.query and "authCode" not in request.query:
         # the workbench opened the bare URL: begin the platform's own sign-in flow
-        return _begin_signin(request, platform)
+        return _begin_signin(request, platform, adapter)
     if not code or len(code) > 512:
         return error_page(request, 400, "缺少登录码，请从工作台重新打开 / Missing sign-in code: "
                                         "open the app again from the workbench.")
@@ -206,25 +205,14 @@ def public_url(request: web.Request, path: str) -> str:
     return base + path
 
 
-def _begin_signin(request: web.Request, platform: str) -> web.StreamResponse:
-    """WeCom and Feishu: redirect to their OAuth page, which comes back with ``?code=``.
-    DingTalk H5 免登: a page whose script asks the DingTalk container for an ``authCode``
-    (vendored dingtalk-jsapi) and comes back with ``?authCode=``."""
-    s = web_ctx(request).settings
+def _begin_signin(request: web.Request, platform: str, adapter) -> web.StreamResponse:
+    """The platform's own sign-in flow, as its adapter describes it: a redirect to its OAuth
+    page (WeCom, Feishu), or a page whose script asks the container for a code (DingTalk)."""
     nxt = _safe_next(request.query.get("next"))
-    back = public_url(request, f"/app/auth/{platform}")
-    if platform == "wecom":
-        raise web.HTTPFound(
-            "https://open.weixin.qq.com/connect/oauth2/authorize?" + urlencode({
-                "appid": s.wecom_corp_id, "redirect_uri": back, "response_type": "code",
-                "scope": "snsapi_base", "state": nxt, "agentid": s.wecom_agent_id})
-            + "#wechat_redirect")
-    if platform == "feishu":
-        raise web.HTTPFound(s.feishu_api_base.rstrip("/") + "/open-apis/authen/v1/authorize?"
-                            + urlencode({"app_id": s.feishu_app_id, "redirect_uri": back,
-                                         "state": nxt}))
-    return render(request, "signin_dingtalk.html", corp_id=s.dingtalk_corp_id,
-                  client_id=s.dingtalk_app_key, next=nxt)
+    how = adapter.web_signin(public_url(request, f"/app/auth/{platform}"), nxt)
+    if "redirect" in how:
+        raise web.HTTPFound(how["redirect"])
+    return render(request, how["page"], next=nxt, **how.get("values", {}))
 
 
 @routes.post("/app/logout")

@@ -74,6 +74,13 @@ class Adapter:
         assert self.client is not None, "adapter not started"
         return await self.client.download(media.key, max_bytes)
 
+    def web_signin(self, redirect_uri: str, state: str) -> dict:
+        """DingTalk H5 免登 has no redirect: a page whose script asks the DingTalk container
+        for an ``authCode`` (``requestAuthCode``) and comes back with ``?authCode=``."""
+        return {"page": "signin_dingtalk.html",
+                "values": {"corp_id": self.settings.dingtalk_corp_id,
+                           "client_id": self.app_id}}
+
     async def web_user_id(self, code: str) -> str:
         """The workbench sign-in (H5 免登): authCode → the staff id (``Event.sender``)."""
         assert self.client is not None, "adapter not started"

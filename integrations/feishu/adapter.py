@@ -89,6 +89,15 @@ class Adapter:
             raise PermanentError("update_card needs a token or a message id")
         return await self.client.patch_message(message_id, card)
 
+    def web_signin(self, redirect_uri: str, state: str) -> dict:
+        """Where the bare workbench URL sends the browser: Feishu's authorize page, which
+        comes back to ``redirect_uri`` with ``?code=`` and ``state``."""
+        from urllib.parse import urlencode
+
+        base = self.settings.feishu_api_base.rstrip("/")
+        return {"redirect": base + "/open-apis/authen/v1/authorize?" + urlencode(
+            {"app_id": self.app_id, "redirect_uri": redirect_uri, "state": state})}
+
     async def web_user_id(self, code: str) -> str:
         """The workbench sign-in (H5): code → the user's ``open_id`` (``Event.sender``)."""
         info = await self.client.user_by_code(code)

@@ -76,6 +76,16 @@ class Adapter:
             return await client.send_chat(target.id, msgtype, content)
         return await client.send(target.id, msgtype, content, resend)
 
+    def web_signin(self, redirect_uri: str, state: str) -> dict:
+        """Where the bare workbench URL sends the browser: WeCom's OAuth2 page, which comes
+        back to ``redirect_uri`` with ``?code=`` (``snsapi_base``: no consent screen)."""
+        from urllib.parse import urlencode
+
+        return {"redirect": "https://open.weixin.qq.com/connect/oauth2/authorize?" + urlencode(
+            {"appid": self.app_id, "redirect_uri": redirect_uri, "response_type": "code",
+             "scope": "snsapi_base", "state": state, "agentid": self.agent_id})
+            + "#wechat_redirect"}
+
     async def web_user_id(self, code: str) -> str:
         """The workbench sign-in: OAuth2 code → the member's userid (what ``Event.sender`` is).
         A non-member (``openid`` only) is refused."""
