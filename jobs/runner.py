@@ -31,11 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.event import utcnow
 from config import Settings
-from config.alert_rules import AlertRules, load_alert_rules
+from config.alert_rules import AlertRules
 from jobs.alerts import JOBS, RunCtx
 from jobs.targets import load_org
 from storage.alert_models import JobRun
-from storage.models import Setting
+from storage.rules import current_alert_rules
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,10 @@ class AlertJobs:
 
     async def load_rules(self, session=None) -> AlertRules:
         """Defaults ← ``[rules.alerts]`` in settings ← the admin's latest ``alerts`` row."""
-        toml = (self.settings.rules or {}).get("alerts") or {}
         if session is None:
             async with AsyncSession(self.engine) as s:
                 return await self.load_rules(s)
-        row = (await session.execute(select(Setting.value).where(Setting.key == "alerts")
-                                     .order_by(Setting.version.desc()).limit(1))).first()
-        return load_alert_rules(toml, row[0] if row else None)
+        return await current_alert_rules(session, self.settings.rules)
 
     async def _ran(self, name: str, key: str) -> bool:
         async with AsyncSession(self.engine) as s:

@@ -22,10 +22,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, false, func, or_, true
 from sqlmodel import select
 
-from config.alert_rules import AlertRules, load_alert_rules
+from config.alert_rules import AlertRules
 from jobs.alerts import OPEN_DEALS, STAGE_NAMES, UNPAID
 from storage.alert_models import CustomerHealth
-from storage.models import Customer, Deal, Invoice, Payment, Setting, Team, User, Visit
+from storage.models import Customer, Deal, Invoice, Payment, Team, User, Visit
+from storage.rules import current_alert_rules
 from webapp.scope import visible_team_ids, visible_user_ids
 
 STAGES = ["lead", "qualified", "proposal", "negotiation", "won"]  # the ladder, in order
@@ -174,10 +175,7 @@ def may_see_owner(scope: Scope, owner_id: int | None) -> bool:
 
 async def load_rules(db, settings) -> AlertRules:
     """As ``jobs.runner.Runner.load_rules``: defaults ← ``[rules.alerts]`` ← latest DB row."""
-    toml = (getattr(settings, "rules", None) or {}).get("alerts") or {}
-    row = (await db.exec(select(Setting.value).where(Setting.key == "alerts")
-                         .order_by(Setting.version.desc()).limit(1))).first()
-    return load_alert_rules(toml, row)
+    return await current_alert_rules(db, settings.rules)
 
 
 # -- funnel -----------------------------------------------------------------------------------

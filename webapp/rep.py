@@ -22,11 +22,11 @@ from storage.models import (
     Customer,
     Deal,
     Invoice,
-    Setting,
     Task,
     User,
     Visit,
 )
+from storage.rules import current_alert_rules
 from webapp.auth import require
 from webapp.core import current_user, web_ctx
 from webapp.render import error_page, render
@@ -82,13 +82,10 @@ def scoped(q: Any, column: Any, scope: set[int] | None) -> Any:
 async def alert_rules(db: Any, settings: Any) -> AlertRules:
     """The rules the alert jobs use (defaults ← TOML ← the admin's latest row): the deals page
     flags stale deals with the same thresholds as the stale alert."""
-    toml = (getattr(settings, "rules", None) or {}).get("alerts") or {}
-    row = (await db.exec(select(Setting.value).where(Setting.key == "alerts")
-                         .order_by(Setting.version.desc()).limit(1))).first()
     try:
-        return load_alert_rules(toml, row)
+        return await current_alert_rules(db, settings.rules)
     except ValueError:  # a broken rules row must not take the deals page down
-        return load_alert_rules(toml)
+        return load_alert_rules((settings.rules or {}).get("alerts") or {})
 
 
 # -- my visits -------------------------------------------------------------------------------
