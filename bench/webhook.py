@@ -496,7 +496,8 @@ def run_case(platform: str, db: str, args, work: Path, sink_url: str, sink_pid: 
     prof = None
     try:
         entry = ["-c", ACK_ONLY_MAIN] if args.ack_only else ["-m", "bot.cli"]
-        bot = Proc([sys.executable, *entry, "--log-level", args.log_level, "serve"],
+        serve = ["serve", "--workers", "0" if args.ack_only else str(args.workers)]
+        bot = Proc([sys.executable, *entry, "--log-level", args.log_level, *serve],
                    env=bot_env(platform, db_url, cdir, port, sink_url), log=cdir / "bot.log")
         if not wait_http(f"http://127.0.0.1:{port}/healthz", 60):
             raise RuntimeError(f"{case}: bot did not come up (see {cdir / 'bot.log'})")
@@ -567,6 +568,8 @@ def main() -> int:
     ap.add_argument("--warm-requests", type=int, default=6000)
     ap.add_argument("--log-level", default="WARNING", help="bot log level (INFO adds the "
                     "aiohttp access log line per request)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes beside the web process (the bot's default: 1)")
     ap.add_argument("--ack-only", action="store_true",
                     help="diagnostic: switch off background dispatch + sweeper in the bot")
     ap.add_argument("--python-load", action="store_true", help="use the Python load generator")

@@ -79,9 +79,9 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     if is_sqlite(url) and sync.url.database not in (None, "", ":memory:"):
         from bot.writegate import WriteGate
 
-        gate = WriteGate()  # SQLite's one write lock as a FIFO: no busy-handler sleeps
-        gate.install(engine)
-        inbox.gate = gate
+        # SQLite's one write lock as a FIFO: no busy-handler sleeps. The inbox writer needs
+        # no turn: its table is in its own file (storage/db.py)
+        WriteGate().install(engine)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[never_500])
     outbox = OutboxSender(engine, {}, max_attempts=settings.outbox_max_attempts,
                           postgres=not is_sqlite(url))

@@ -11,6 +11,7 @@ back.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,12 +30,25 @@ from storage import chat_buffer
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-SWEEP_CLAIM = ("UPDATE inbox_events SET claimed_until=:until WHERE id IN ("
-               "SELECT id FROM inbox_events WHERE status='pending' AND received_at <= :old"
-               " AND (claimed_until IS NULL OR claimed_until < :now)"
-               " ORDER BY id LIMIT :lim{lock}) RETURNING id, payload")
-SWEEP_CLAIM_PG = SWEEP_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
-SWEEP_CLAIM = SWEEP_CLAIM.format(lock="")
+SWEEP_CLAIM_PG = ("UPDATE inbox_events SET claimed_until=:until WHERE id IN ("
+                  "SELECT id FROM inbox_events WHERE status='pending' AND received_at <= :old"
+                  " AND (claimed_until IS NULL OR claimed_until < :now)"
+                  " ORDER BY id LIMIT :lim FOR UPDATE SKIP LOCKED) RETURNING id, payload")
+# SQLite's lease (see Dispatcher._claim_sqlite): each statement answers in one row
+SWEEP_PICK = ("SELECT json_group_array(id) FROM (SELECT id FROM inbox_events"
+              " WHERE status='pending' AND (claimed_until IS NULL OR claimed_until < :now)"
+              " AND received_at <= :old ORDER BY id LIMIT :lim)")
+SWEEP_LEASE = ("UPDATE inbox_events SET claimed_until=:until"
+               " WHERE id IN (SELECT value FROM json_each(:ids)) AND status='pending'"
+               " AND (claimed_until IS NULL OR claimed_until < :now)")
+SWEEP_MINE = ("SELECT json_group_array(id) FROM inbox_events"
+              " WHERE id IN (SELECT value FROM json_each(:ids)) AND claimed_until=:until")
+SWEEP_LOAD = ("SELECT json_group_array(json_array(id, payload)) FROM inbox_events"
+              " WHERE id IN (SELECT value FROM json_each(:ids))")
+DONE_GUARD = ("INSERT INTO inbox_done (dedupe_key, done_at) VALUES (:k, :t)"
+              " ON CONFLICT (dedupe_key) DO NOTHING")
+MARK_DONE = ("UPDATE inbox_events SET status='done', done_at=:t, attempts=attempts+1"
+             " WHERE id=:id AND status='pending'")
 INLINE_LEASE_S = 10.0  # a tap run inline is this process's for that long, then anyone's
 # An inline answer waits this long for its run to *start* (a free slot): under a burst, a tap
 # queued behind others is acknowledged at once and finished through the outbox instead.
@@ -146,14 +160,15 @@ class Dispatcher:
                 else:
                     await handler(ctx)
                 # The guard goes first and without an autoflush: a concurrent run of the same
-                # row waits here for the winner's commit, then finds nothing to do — instead
-                # of colliding on the outbox idem_key and logging a bogus failure.
-                res = await _sql(session,
-                                 "UPDATE inbox_events SET status='done', done_at=:t,"
-                                 " attempts=attempts+1 WHERE id=:id AND status='pending'",
-                                 {"id": inbox_id, "t": self.clock()})
+                # event waits here for the winner's commit, then finds nothing to do — instead
+                # of colliding on the outbox idem_key and logging a bogus failure. It sits
+                # with the business tables (the inbox may be another SQLite file), so the
+                # handler's writes and "done" are one atomic commit.
+                now = self.clock()
+                res = await _sql(session, DONE_GUARD, {"k": event.dedupe_key, "t": now})
                 if res.rowcount != 1:
                     await session.rollback()
+                    await self._mark_done(inbox_id)
                     return None
                 # no toast on this platform, or nobody waits to show it (the inline answer
                 # went out without it: late, or a sweep): a warning/error (无权限, 已处理)
@@ -167,6 +182,14 @@ class Dispatcher:
                     await ctx.reply(ctx.toast_reply.text)
                 for row in ctx.outbox:
                     session.add(row)
+                await session.flush()
+                # last, so the inbox file's lock is held only for the commit (SQLite commits
+                # the main file first: a crash between the two leaves a pending row whose
+                # guard key exists, which the next run just marks done)
+                res = await _sql(session, MARK_DONE, {"id": inbox_id, "t": now})
+                if res.rowcount != 1:  # failed meanwhile, or done before the guard existed
+                    await session.rollback()
+                    return None
                 await session.commit()
             except Exception as exc:  # noqa: BLE001
                 await session.rollback()
@@ -202,9 +225,24 @@ class Dispatcher:
 
     async def _finished_elsewhere(self, inbox_id: int) -> bool:
         async with AsyncSession(self.engine) as session:
-            row = (await _sql(session, "SELECT status FROM inbox_events WHERE id=:id",
+            row = (await _sql(session, "SELECT status, dedupe_key FROM inbox_events WHERE id=:id",
                               {"id": inbox_id})).first()
-        return row is not None and row[0] != "pending"
+            if row is None or row[0] != "pending":
+                return row is not None
+            done = (await _sql(session, "SELECT 1 FROM inbox_done WHERE dedupe_key=:k",
+                               {"k": row[1]})).first()
+        if done is not None:
+            await self._mark_done(inbox_id)
+        return done is not None
+
+    async def _mark_done(self, inbox_id: int) -> None:
+        """Bookkeeping for a row whose guard key is already taken (its effects committed)."""
+        try:
+            async with AsyncSession(self.engine) as session:
+                await _sql(session, MARK_DONE, {"id": inbox_id, "t": self.clock()})
+                await session.commit()
+        except Exception:  # noqa: BLE001 - the sweeper retries; the guard keeps it harmless
+            log.warning("could not mark inbox %s done", inbox_id, exc_info=True)
 
     async def _record_failure(self, inbox_id: int, event: Event, exc: Exception) -> None:
         """Count the attempt; after the last one tell the user instead of failing silently."""
@@ -219,6 +257,7 @@ class Dispatcher:
                 await ctx.reply(FAILURE_TEXT)
                 for r in ctx.outbox:
                     session.add(r)
+                await session.flush()  # main file first, inbox last: the order run() takes
             await _sql(
                 session,
                 "UPDATE inbox_events SET attempts=:a, error=:e, status=:s, claimed_until=:c"
@@ -236,12 +275,14 @@ class Dispatcher:
         to this worker process). Rows are leased in one statement (``SKIP LOCKED`` on
         PostgreSQL) so several processes never pick the same row, then run concurrently."""
         now = self.clock()
-        async with AsyncSession(self.engine) as session:
-            rows = (await _sql(
-                session, SWEEP_CLAIM_PG if self.postgres else SWEEP_CLAIM,
-                {"old": now - timedelta(seconds=min_age_s), "now": now, "lim": limit,
-                 "until": now + timedelta(seconds=lease_s)})).all()
-            await session.commit()
+        params = {"old": now - timedelta(seconds=min_age_s), "now": now, "lim": limit,
+                  "until": now + timedelta(seconds=lease_s)}
+        if self.postgres:
+            async with AsyncSession(self.engine) as session:
+                rows = (await _sql(session, SWEEP_CLAIM_PG, params)).all()
+                await session.commit()
+        else:
+            rows = await self._claim_sqlite(params)
         rows = sorted(r for r in rows if r[0] not in self._inflight)
 
         async def one(inbox_id: int, payload: str) -> bool:
@@ -265,6 +306,22 @@ class Dispatcher:
             return True
 
         return sum(await asyncio.gather(*(one(i, p) for i, p in rows)))
+
+    async def _claim_sqlite(self, params: dict) -> list[tuple[int, str]]:
+        """The SQLite lease, in single-row statements: stepping one row per claimed event
+        while holding the inbox file's write lock (``RETURNING``) kept the lock for as many
+        GIL hand-overs as rows, and acknowledgements waited behind it."""
+        async with AsyncSession(self.engine) as session:
+            ids = (await _sql(session, SWEEP_PICK, params)).scalar_one()
+            if ids == "[]":
+                return []
+            res = await _sql(session, SWEEP_LEASE, {**params, "ids": ids})
+            if res.rowcount != len(json.loads(ids)):  # another process took some meanwhile
+                ids = (await _sql(session, SWEEP_MINE, {**params, "ids": ids})).scalar_one()
+            await session.commit()
+            got = (await _sql(session, SWEEP_LOAD, {"ids": ids})).scalar_one()
+            await session.commit()
+        return [tuple(r) for r in json.loads(got)]
 
     async def drain(self) -> None:
         while self._tasks:

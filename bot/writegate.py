@@ -1,12 +1,12 @@
 """SQLite's one write lock, handed over in order inside this process.
 
 SQLite lets one transaction write at a time; the others wait in its busy handler, which
-*sleeps* (1, 2, 5, 10 … 100 ms) and retries. Under a burst of taps the group-commit inbox
-writer (whose commit the acknowledgement waits for) keeps waking up to find another handler
-transaction holding the lock, so acks queue behind sleeps rather than behind work. The gate
-is a FIFO in front of that lock: a connection takes it before its first write statement and
-gives it back when it returns to the pool (after its commit or rollback); the inbox writer
-takes it around each batch, ahead of the queue. Waiting is a hand-over, never a poll.
+*sleeps* (1, 2, 5, 10 … 100 ms) and retries. Under a burst of taps, handler transactions
+keep waking up to find another one holding the lock, so taps queue behind sleeps rather than
+behind work. The gate is a FIFO in front of that lock: a connection takes it before its first
+write statement and gives it back when it returns to the pool (after its commit or rollback).
+A thread may take it too (``acquire_sync``; ``first`` goes ahead of the queue). Waiting is a
+hand-over, never a poll. (The inbox writer needs no turn: the inbox is its own file.)
 
 It only schedules: SQLite's own lock still decides. A writer that cannot get the gate within
 ``timeout`` goes ahead without it (and SQLite's busy timeout applies as before), and other

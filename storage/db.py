@@ -1,5 +1,12 @@
 """Engines from one URL: a sync engine (migrations, worker threads, the group-commit writer)
-and an async one (handlers). SQLite gets WAL and a busy timeout on every connection."""
+and an async one (handlers). SQLite gets WAL and a busy timeout on every connection.
+
+A file-backed SQLite database keeps its inbox (``inbox_events``) in a second file beside it,
+``<name>.inbox.db``, attached to every connection as schema ``inbox``: SQLite has one write
+lock per file, and the acknowledgement of a callback waits for the inbox commit, so it must
+never queue behind a handler's, a job's or an import's transaction on the business tables.
+Queries name the table unqualified (SQLite resolves it in the attached file once migration
+0005 has moved it out of the main file). PostgreSQL keeps everything in one database."""
 
 from __future__ import annotations
 
@@ -28,20 +35,54 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+INBOX_SCHEMA = "inbox"
+# The inbox file's table: the same columns, keys and index as storage.models.InboxEvent.
+_INBOX_DDL = (
+    "CREATE TABLE IF NOT EXISTS inbox.inbox_events (id INTEGER NOT NULL, dedupe_key VARCHAR"
+    " NOT NULL, platform VARCHAR NOT NULL, payload TEXT NOT NULL, status VARCHAR NOT NULL,"
+    " attempts INTEGER NOT NULL, error VARCHAR NOT NULL, received_at DATETIME NOT NULL,"
+    " claimed_until DATETIME, done_at DATETIME, PRIMARY KEY (id), UNIQUE (dedupe_key))",
+    "CREATE INDEX IF NOT EXISTS inbox.ix_inbox_status_id ON inbox_events (status, id)",
+)
+
+
+def inbox_file(url: str) -> str | None:
+    """The inbox file of a file-backed SQLite database, else None (memory, PostgreSQL)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" \
+            or u.database.startswith("file:"):
+        return None
+    db = Path(u.database)
+    return str(db.with_name(db.stem + ".inbox.db" if db.suffix == ".db" else db.name + ".inbox"))
+
+
+def sqlite_on_connect(url: str):
+    """The ``connect`` listener for an SQLite engine of ``url``: pragmas, and the inbox file
+    attached (created on first use)."""
+    inbox = inbox_file(url)
+
+    def setup(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        if inbox is not None:
+            cur.execute("ATTACH DATABASE ? AS inbox", (inbox,))
+            cur.execute("PRAGMA inbox.journal_mode=WAL")
+            cur.execute("PRAGMA inbox.synchronous=NORMAL")
+            for ddl in _INBOX_DDL:
+                cur.execute(ddl)
+        cur.close()
+
+    return setup
 
 
 def sync_engine(url: str) -> Engine:
     sync, _ = normalize(url)
     eng = create_engine(sync, pool_pre_ping=not is_sqlite(url))
     if is_sqlite(url):
-        event.listen(eng, "connect", _sqlite_pragmas)
+        event.listen(eng, "connect", sqlite_on_connect(url))
     return eng
 
 
@@ -49,7 +90,7 @@ def async_engine(url: str) -> AsyncEngine:
     _, aio = normalize(url)
     if is_sqlite(url):
         eng = create_async_engine(aio, connect_args={"timeout": 10})
-        event.listen(eng.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(eng.sync_engine, "connect", sqlite_on_connect(url))
         return eng
     # no pre-ping: it is a round trip per checkout on the hot path; recycle instead
     return create_async_engine(aio, pool_size=10, max_overflow=10, pool_recycle=1800)

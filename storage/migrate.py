@@ -41,6 +41,23 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_object(connection):
+    """Autogenerate filter: on file-backed SQLite ``inbox_events`` lives in the attached inbox
+    file (storage.db), not in the main schema Alembic compares."""
+    from sqlalchemy import text
+
+    split = connection.dialect.name == "sqlite" and any(
+        r[1] == "inbox" for r in connection.execute(text("PRAGMA database_list")))
+
+    def include(obj, name, type_, _reflected, _compare_to):
+        if not split:
+            return True
+        table = obj.table.name if type_ == "index" else name
+        return not (type_ in ("table", "index") and table == "inbox_events")
+
+    return include
+
+
 def upgrade(url: str) -> None:
     from storage.db import normalize
 

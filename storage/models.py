@@ -260,6 +260,17 @@ class InboxEvent(SQLModel, table=True):
     done_at: datetime | None = ts(nullable=True)
 
 
+class InboxDone(SQLModel, table=True):
+    """The exactly-once guard: a handler's transaction inserts its event's dedupe key here
+    with its writes, so a second run of the same event (a sweep after a crash, a concurrent
+    run) conflicts and rolls back. It lives with the business tables, whichever file or
+    database holds the inbox itself."""
+
+    __tablename__ = "inbox_done"
+    dedupe_key: str = Field(primary_key=True)
+    done_at: datetime = ts()
+
+
 class OutboxMessage(SQLModel, table=True):
     """Written before sending, marked sent after; a restart resends what was not sent."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from bot.inbox import Inbox, InboxUnavailable
-from storage.db import sync_engine
+from storage.db import inbox_file, sync_engine
 from storage.migrate import upgrade
 from tests.conftest import free_port
 
@@ -96,16 +97,22 @@ async def test_postgres_unreachable_is_unavailable_fast():
 
 
 async def test_sqlite_unwritable_is_unavailable_then_recovers(tmp_path):
-    """A file that is not a database (or a schema that is missing) fails every waiter with
-    InboxUnavailable; once the database is fixed the same writer works again."""
+    """An inbox file that is not a database fails every waiter with InboxUnavailable; once
+    the file is fixed the same writer works again (and makes the inbox table itself)."""
     url = f"sqlite:///{tmp_path / 'fieldbot.db'}"
-    box = Inbox(url)  # no migration yet: the table does not exist
+    upgrade(url)
+    bad = Path(inbox_file(url))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{bad}{suffix}").unlink(missing_ok=True)
+    bad.write_bytes(b"this is not a sqlite database" * 100)
+    box = Inbox(url)
     box.start()
     try:
         results = await asyncio.wait_for(asyncio.gather(
             *(box.accept(f"k{i}", "wecom", "{}") for i in range(5)), return_exceptions=True), 5)
         assert all(isinstance(r, InboxUnavailable) for r in results)
-        upgrade(url)
+        box.engine.dispose()  # pooled connections still hold the bad file open
+        bad.unlink()
         assert isinstance(await asyncio.wait_for(box.accept("k0", "wecom", "{}"), 5), int)
     finally:
         box.stop()

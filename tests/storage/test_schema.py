@@ -11,8 +11,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-from storage.db import async_engine, sync_engine
-from storage.migrate import alembic_config, load_all_models, render_item, upgrade
+from storage.db import async_engine, inbox_file, is_sqlite, sync_engine
+from storage.migrate import alembic_config, include_object, load_all_models, render_item, upgrade
 from storage.models import Identity, InboxEvent, OutboxMessage, User
 
 load_all_models()  # storage/models.py and every storage/*_models.py
@@ -38,13 +38,18 @@ def test_upgrade_creates_all_tables_and_is_idempotent(db_url):
     eng = sync_engine(db_url)
     try:
         tables = set(inspect(eng).get_table_names())
+        if inbox_file(db_url):  # file-backed SQLite: the inbox is in its own attached file
+            assert "inbox_events" not in tables
+            assert "inbox_events" in inspect(eng).get_table_names(schema="inbox")
+            tables.add("inbox_events")
         assert CORE <= set(SQLModel.metadata.tables)
         assert set(SQLModel.metadata.tables) | {"alembic_version"} == tables
         upgrade(db_url)  # second run: no error, nothing changes
         with eng.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
                 (HEAD,)]
-        assert set(inspect(eng).get_table_names()) == tables
+        assert set(inspect(eng).get_table_names()) | (
+            {"inbox_events"} if inbox_file(db_url) else set()) == tables
     finally:
         eng.dispose()
 
@@ -52,7 +57,8 @@ def test_upgrade_creates_all_tables_and_is_idempotent(db_url):
 def test_migration_matches_models(engine):
     with engine.connect() as conn:
         mc = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                    "compare_server_default": False})
+                                                    "compare_server_default": False,
+                                                    "include_object": include_object(conn)})
         diff = compare_metadata(mc, SQLModel.metadata)
     assert diff == [], f"models and migrations differ (alembic revision --autogenerate):\n{diff}"
 
@@ -133,3 +139,40 @@ def test_autogenerate_renders_plain_types():
                               render_item=render_item)
     assert "storage" not in code
     assert "sa.DateTime(timezone=True)" in code
+
+
+def test_sqlite_inbox_lives_in_its_own_file(sqlite_url, tmp_path):
+    """Acknowledgements commit to the inbox file; business writes hold the main file's lock."""
+    import sqlite3
+
+    upgrade(sqlite_url)
+    path = inbox_file(sqlite_url)
+    assert path and is_sqlite(sqlite_url)
+    eng = sync_engine(sqlite_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO inbox_events (dedupe_key, platform, payload, status, attempts,"
+                " error, received_at) VALUES ('k1', 'wecom', '{}', 'pending', 0, '',"
+                " '2026-01-01 00:00:00.000000')"))
+        # a writer holding the main file's lock does not block an inbox commit
+        main = sqlite3.connect(make_url_path(sqlite_url), timeout=0.1)
+        main.execute("BEGIN IMMEDIATE")
+        try:
+            with eng.begin() as conn:
+                conn.execute(text("UPDATE inbox_events SET status='done' WHERE dedupe_key='k1'"))
+        finally:
+            main.rollback()
+            main.close()
+        raw = sqlite3.connect(path)
+        rows = raw.execute("SELECT dedupe_key, status FROM inbox_events").fetchall()
+        assert rows == [("k1", "done")]
+        raw.close()
+    finally:
+        eng.dispose()
+
+
+def make_url_path(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database
