@@ -92,6 +92,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     dispatcher = Dispatcher(settings, secret, engine, routers if routers is not None else ROUTERS,
                             on_outbox=outbox.wake, concurrency=4 if is_sqlite(url) else 6)
     dispatcher.postgres = not is_sqlite(url)
+    dispatcher.inbox = inbox
     dispatcher.inline_messages = role == "all"
     ingress = Ingress(inbox, dispatcher)
     app[SETTINGS] = settings
@@ -138,8 +139,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     async def lifecycle(app: web.Application):
         http_holder["s"] = ClientSession(timeout=ClientTimeout(total=30),
                                          connector=TCPConnector(limit=100))
-        if web_side:
-            inbox.start()
+        inbox.start()  # a worker uses it for its "done" marks (batched, off the main lock)
         for adapter in app[ADAPTERS].values():
             await adapter.start(http_holder["s"])
         sweeper = None

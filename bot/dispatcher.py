@@ -81,6 +81,7 @@ class Dispatcher:
         # platforms that show a toast inline; elsewhere a toast becomes a short message
         self.inline_toast: set[str] = set()
         self.postgres = False
+        self.inbox: Inbox | None = None  # this process's inbox writer, for "done" marks
 
     # -- routing ----------------------------------------------------------------------------
     def resolve(self, ctx: Ctx) -> Handler | None:
@@ -163,7 +164,7 @@ class Dispatcher:
                 # event waits here for the winner's commit, then finds nothing to do — instead
                 # of colliding on the outbox idem_key and logging a bogus failure. It sits
                 # with the business tables (the inbox may be another SQLite file), so the
-                # handler's writes and "done" are one atomic commit.
+                # handler's writes and their "done" are one atomic commit.
                 now = self.clock()
                 res = await _sql(session, DONE_GUARD, {"k": event.dedupe_key, "t": now})
                 if res.rowcount != 1:
@@ -182,14 +183,6 @@ class Dispatcher:
                     await ctx.reply(ctx.toast_reply.text)
                 for row in ctx.outbox:
                     session.add(row)
-                await session.flush()
-                # last, so the inbox file's lock is held only for the commit (SQLite commits
-                # the main file first: a crash between the two leaves a pending row whose
-                # guard key exists, which the next run just marks done)
-                res = await _sql(session, MARK_DONE, {"id": inbox_id, "t": now})
-                if res.rowcount != 1:  # failed meanwhile, or done before the guard existed
-                    await session.rollback()
-                    return None
                 await session.commit()
             except Exception as exc:  # noqa: BLE001
                 await session.rollback()
@@ -199,6 +192,9 @@ class Dispatcher:
                 log.exception("handler failed for %s", event.dedupe_key)
                 await self._record_failure(inbox_id, event, exc)
                 return Toast(kind="error", text="处理失败，请重试")
+        # The row's status is bookkeeping after the commit (the guard above is what counts; a
+        # crash before this line leaves a pending row whose next run only marks it done).
+        await self._mark_done(inbox_id)
         if ctx.outbox:
             self.on_outbox()
             later = max((r.next_at - self.clock()).total_seconds() for r in ctx.outbox)
@@ -236,8 +232,12 @@ class Dispatcher:
         return done is not None
 
     async def _mark_done(self, inbox_id: int) -> None:
-        """Bookkeeping for a row whose guard key is already taken (its effects committed)."""
+        """Bookkeeping for a row whose guard key is taken (its effects committed): through
+        this process's inbox writer when it runs one, else directly."""
         try:
+            if self.inbox is not None and self.inbox.running:
+                await self.inbox.mark_done(inbox_id)
+                return
             async with AsyncSession(self.engine) as session:
                 await _sql(session, MARK_DONE, {"id": inbox_id, "t": self.clock()})
                 await session.commit()

@@ -31,6 +31,10 @@ _INSERT = ("INSERT INTO inbox_events (dedupe_key, platform, payload, status, att
 _ROW_SQLITE = "(?, ?, ?, 'pending', 0, '', ?, ?)"
 _ROW_PG = "(%s, %s, %s, 'pending', 0, '', %s, %s)"
 _NOTHING = " ON CONFLICT (dedupe_key) DO NOTHING"
+_MARK_SQLITE = ("UPDATE inbox_events SET status='done', done_at=?, attempts=attempts+1"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND status='pending'")
+_MARK_PG = ("UPDATE inbox_events SET status='done', done_at=%s, attempts=attempts+1"
+            " WHERE id = ANY(%s) AND status='pending'")
 
 
 class InboxUnavailable(RuntimeError):
@@ -70,6 +74,21 @@ class Inbox:
         fut = loop.create_future()
         self._q.put((dedupe_key, platform, payload, lease_s, fut, loop))
         return await fut
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    async def mark_done(self, inbox_id: int) -> None:
+        """Mark a row done in the writer's next batch (bookkeeping after its handler's
+        commit: that process's writer holds the inbox lock anyway, so a run never sleeps in
+        SQLite's busy handler for it while holding the main file's lock)."""
+        if self._thread is None:
+            raise InboxUnavailable("inbox writer not running")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._q.put((None, None, inbox_id, 0.0, fut, loop))
+        await fut
 
     # -- writer thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -117,8 +136,11 @@ class Inbox:
         now = datetime.now(UTC)
         stamp = _sqlite_ts(now) if self._sqlite else now
         rows: dict[str, tuple] = {}  # the first of duplicate keys within the batch wins
+        done: list[int] = []
         for key, platform, payload, lease_s, _fut, _loop in batch:
-            if key not in rows:
+            if key is None:  # a mark_done item: payload holds the row id
+                done.append(payload)
+            elif key not in rows:
                 until = now + timedelta(seconds=lease_s) if lease_s else None
                 lease = _sqlite_ts(until) if (until and self._sqlite) else until
                 rows[key] = (key, platform, payload, stamp, lease)
@@ -142,6 +164,9 @@ class Inbox:
                     cur.execute(_INSERT + ", ".join([_ROW_PG] * len(part)) + _NOTHING
                                 + " RETURNING dedupe_key, id", [v for row in part for v in row])
                     ids.update(cur.fetchall())
+            if done:
+                cur.execute(_MARK_SQLITE if self._sqlite else _MARK_PG,
+                            (stamp, json.dumps(done) if self._sqlite else done))
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -149,8 +174,8 @@ class Inbox:
         finally:
             cur.close()
         results: list[int | None] = []
-        for key, *_rest in batch:
-            results.append(ids.pop(key, None))  # a later duplicate in the batch gets None
+        for key, *_rest in batch:  # a later duplicate of a key in the batch gets None
+            results.append(None if key is None else ids.pop(key, None))
         self.batches += 1
         self.rows += len(batch)
         return results

@@ -66,7 +66,9 @@ async def tap_first(env: Env, call) -> None:
 
 
 async def wait_jobs(env: Env, timeout: float = 60.0) -> None:
-    await env.wait_for(lambda: env.count("jobs", "status='pending'") == 0
+    """Every acknowledged message handled (its jobs exist), every job run, every reply sent."""
+    await env.wait_for(lambda: env.count("inbox_events", "status='pending'") == 0
+                       and env.count("jobs", "status='pending'") == 0
                        and env.count("outbox", "status='pending'") == 0, timeout, "jobs done")
 
 
