@@ -10,6 +10,7 @@ Queries name the table unqualified (SQLite resolves it in the attached file once
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -36,14 +37,22 @@ def is_sqlite(url: str) -> bool:
 
 
 INBOX_SCHEMA = "inbox"
-# The inbox file's table: the same columns, keys and index as storage.models.InboxEvent.
-_INBOX_DDL = (
-    "CREATE TABLE IF NOT EXISTS inbox.inbox_events (id INTEGER NOT NULL, dedupe_key VARCHAR"
-    " NOT NULL, platform VARCHAR NOT NULL, payload TEXT NOT NULL, status VARCHAR NOT NULL,"
-    " attempts INTEGER NOT NULL, error VARCHAR NOT NULL, received_at DATETIME NOT NULL,"
-    " claimed_until DATETIME, done_at DATETIME, PRIMARY KEY (id), UNIQUE (dedupe_key))",
-    "CREATE INDEX IF NOT EXISTS inbox.ix_inbox_status_id ON inbox_events (status, id)",
-)
+
+
+@cache
+def _inbox_ddl() -> tuple[str, ...]:
+    """The inbox file's table and index, compiled from storage.models.InboxEvent."""
+    from sqlalchemy import MetaData
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from storage.models import InboxEvent
+
+    table = InboxEvent.__table__.to_metadata(MetaData(), schema=INBOX_SCHEMA)
+    dialect = sqlite.dialect()
+    return (str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)),
+            *(str(CreateIndex(ix, if_not_exists=True).compile(dialect=dialect))
+              for ix in table.indexes))
 
 
 def inbox_file(url: str) -> str | None:
@@ -54,6 +63,12 @@ def inbox_file(url: str) -> str | None:
         return None
     db = Path(u.database)
     return str(db.with_name(db.stem + ".inbox.db" if db.suffix == ".db" else db.name + ".inbox"))
+
+
+def inbox_attached(connection) -> bool:
+    """This SQLAlchemy connection has the inbox file attached (file-backed SQLite)."""
+    return connection.dialect.name == "sqlite" and any(
+        row[1] == INBOX_SCHEMA for row in connection.exec_driver_sql("PRAGMA database_list"))
 
 
 def sqlite_on_connect(url: str):
@@ -71,7 +86,7 @@ def sqlite_on_connect(url: str):
             cur.execute("ATTACH DATABASE ? AS inbox", (inbox,))
             cur.execute("PRAGMA inbox.journal_mode=WAL")
             cur.execute("PRAGMA inbox.synchronous=NORMAL")
-            for ddl in _INBOX_DDL:
+            for ddl in _inbox_ddl():
                 cur.execute(ddl)
         cur.close()
 

@@ -44,10 +44,9 @@ def render_item(type_, obj, autogen_context):
 def include_object(connection):
     """Autogenerate filter: on file-backed SQLite ``inbox_events`` lives in the attached inbox
     file (storage.db), not in the main schema Alembic compares."""
-    from sqlalchemy import text
+    from storage.db import inbox_attached
 
-    split = connection.dialect.name == "sqlite" and any(
-        r[1] == "inbox" for r in connection.execute(text("PRAGMA database_list")))
+    split = inbox_attached(connection)
 
     def include(obj, name, type_, _reflected, _compare_to):
         if not split:
