@@ -13,12 +13,13 @@ def _serve(args) -> int:
     from aiohttp import web
 
     from bot.app import create_app
-    from bot.procs import spawn_workers, stop_workers
+    from bot.procs import settle_heap, spawn_workers, stop_workers
 
     settings = load_settings(args.config)
     workers = settings.workers if args.workers is None else args.workers
     app = create_app(settings, role="web" if workers > 0 else "all")  # migrates first
     procs = spawn_workers(workers, args.config)
+    settle_heap()
     print(f"FieldBot listening on http://{settings.host}:{settings.port}"
           f" ({workers} worker process{'es' if workers != 1 else ''})", flush=True)
     try:

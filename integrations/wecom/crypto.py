@@ -15,11 +15,10 @@ import hmac
 import os
 import struct
 import time
-from xml.etree.ElementTree import Element, ParseError
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
+
+from integrations.wecom.safexml import XMLRefused, parse_flat
 
 
 class CryptoError(ValueError):
@@ -31,31 +30,12 @@ class SignatureError(Exception):
 
 
 def parse_xml(data: bytes | str) -> dict[str, str]:
-    """Flat ``{tag: text}`` of a WeCom XML document; DTDs/entities are refused outright."""
+    """Flat ``{tag: text}`` of a WeCom XML document; DTDs/entities are refused outright
+    (defusedxml's policy, see ``integrations.wecom.safexml``)."""
     try:
-        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True,
-                                 forbid_external=True)
-    except (DefusedXmlException, ParseError, ValueError, TypeError) as exc:
-        raise CryptoError(f"bad xml: {exc.__class__.__name__}") from exc
-    if root.tag != "xml":
-        raise CryptoError("bad xml root")
-    return _flatten(root)
-
-
-def _flatten(root: Element) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for child in root:
-        if len(child):
-            # nested structures (SelectedItems): kept as [[tag, text | children], ...]
-            out[child.tag] = _tree(child)  # type: ignore[assignment]
-        else:
-            out[child.tag] = (child.text or "").strip() if child.tag != "Content" \
-                else (child.text or "")
-    return out
-
-
-def _tree(node: Element) -> list:
-    return [[c.tag, _tree(c) if len(c) else (c.text or "").strip()] for c in node]
+        return parse_flat(data)
+    except XMLRefused as exc:
+        raise CryptoError(f"bad xml: {exc}") from exc
 
 
 def signature(token: str, timestamp: str, nonce: str, encrypt: str) -> str:
@@ -68,6 +48,7 @@ class WeComCrypto:
         self.token = token
         self.corp_id = corp_id
         self.sdk = WeChatCrypto(token, aes_key, corp_id)
+        self._prp = PrpCrypto(self.sdk.key)  # stateless: a new decryptor per message
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> bool:
@@ -84,7 +65,7 @@ class WeComCrypto:
         if not raw or len(raw) % 32:
             raise CryptoError("bad ciphertext length")
         try:
-            return PrpCrypto(self.sdk.key).decrypt(encrypt, self.corp_id)
+            return self._prp.decrypt(encrypt, self.corp_id)
         except Exception as exc:  # noqa: BLE001 - wechatpy raises anything on garbage
             raise CryptoError(f"undecryptable: {exc.__class__.__name__}") from exc
 
