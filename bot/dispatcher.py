@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -74,7 +75,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task] = set()
         self._waiters: dict[int, asyncio.Future] = {}
         self._started: set[int] = set()  # inline runs that got a slot
-        self._promised: set[int] = set()  # inline runs committing with their toast inline
+        self._chats: dict[tuple, list] = {}  # chat → [lock, users]: see _in_order
         # False in the web process of a split deployment: messages are left to the worker
         # process and only card taps (whose toast rides in the HTTP answer) run inline.
         self.inline_messages = True
@@ -132,7 +133,7 @@ class Dispatcher:
 
     async def _guarded(self, inbox_id: int, event: Event) -> None:
         try:
-            async with self._sem:
+            async with self._in_order(event), self._sem:
                 self._started.add(inbox_id)
                 toast = await self.run(inbox_id, event)
         except Exception:  # noqa: BLE001 - a crash here must never kill the loop
@@ -141,7 +142,6 @@ class Dispatcher:
         finally:
             self._inflight.discard(inbox_id)
             self._started.discard(inbox_id)
-            self._promised.discard(inbox_id)
         fut = self._waiters.pop(inbox_id, None)
         if fut is not None and not fut.done():
             fut.set_result(toast)
@@ -176,8 +176,6 @@ class Dispatcher:
                 # still reaches the user as a short message; a success toast is already
                 # shown by the card update
                 inline = event.platform in self.inline_toast and inbox_id in self._waiters
-                if inline:
-                    self._promised.add(inbox_id)  # the waiter now waits for this commit
                 if (ctx.toast_reply and not inline
                         and ctx.toast_reply.kind in ("warning", "error")):
                     await ctx.reply(ctx.toast_reply.text)
@@ -192,6 +190,12 @@ class Dispatcher:
                 log.exception("handler failed for %s", event.dedupe_key)
                 await self._record_failure(inbox_id, event, exc)
                 return Toast(kind="error", text="处理失败，请重试")
+        # The inline answer takes the toast if it still waits; one that went out without it
+        # (its budget ran out while this commit waited for the lock) never waits for it: a
+        # warning/error (无权限, 已处理) then follows as a message.
+        if inline and not self._hand_toast(inbox_id, ctx.toast_reply) and ctx.toast_reply \
+                and ctx.toast_reply.kind in ("warning", "error"):
+            await self._late_toast(inbox_id, event, ctx.toast_reply)
         # The row's status is bookkeeping after the commit (the guard above is what counts; a
         # crash before this line leaves a pending row whose next run only marks it done).
         await self._mark_done(inbox_id)
@@ -202,6 +206,28 @@ class Dispatcher:
                 asyncio.get_running_loop().call_later(later + 0.02, self.on_outbox)
         return ctx.toast_reply
 
+    @asynccontextmanager
+    async def _in_order(self, event: Event):
+        """Messages of one chat run one at a time, in the order they were committed: "今天
+        拜访了华东精密" must be in the chat buffer before the "同步" sent right after it runs.
+        (Kicks and sweeps start runs in inbox-id order; the lock is FIFO.) Taps are not held
+        back: their answer has a deadline."""
+        if event.kind != "message":
+            yield
+            return
+        key = (event.platform, event.app_id, event.chat.id or event.sender)
+        entry = self._chats.get(key)
+        if entry is None:
+            entry = self._chats[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._chats.pop(key, None)
+
     def started(self, inbox_id: int) -> bool:
         """The run holds a slot, or will take a free one as soon as the loop schedules it
         (a busy loop may not have run the new task yet: that is no reason to give up)."""
@@ -211,13 +237,33 @@ class Dispatcher:
         """Every slot is taken and runs wait for one (a new run would start last)."""
         return len(self._inflight) > self.concurrency
 
-    def give_up(self, inbox_id: int) -> bool:
-        """The inline answer goes out without a toast; False if the run already committed to
-        delivering it inline (then the caller waits for that commit, which is under way)."""
-        if inbox_id in self._promised:
-            return False
+    def give_up(self, inbox_id: int) -> None:
+        """The inline answer goes out now, without a toast (the run sends a warning or an
+        error as a message instead, see ``_hand_toast``)."""
         self._waiters.pop(inbox_id, None)
+
+    def _hand_toast(self, inbox_id: int, toast: Toast | None) -> bool:
+        """Give the committed run's toast to the inline answer if it still waits."""
+        fut = self._waiters.pop(inbox_id, None)
+        if fut is None or fut.done():
+            return False
+        fut.set_result(toast)
         return True
+
+    async def _late_toast(self, inbox_id: int, event: Event, toast: Toast) -> None:
+        """A toast the inline answer could not carry, as a short message (its own small
+        transaction; the outbox key makes a repeat harmless)."""
+        try:
+            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+                ctx = Ctx(event, session, self.settings, self.secret,
+                          key_prefix=f"in:{inbox_id}:toast", clock=self.clock)
+                await ctx.reply(toast.text)
+                for row in ctx.outbox:
+                    session.add(row)
+                await session.commit()
+            self.on_outbox()
+        except Exception:  # noqa: BLE001 - the card update still shows the outcome
+            log.warning("could not send the late toast of inbox %s", inbox_id, exc_info=True)
 
     async def _finished_elsewhere(self, inbox_id: int) -> bool:
         async with AsyncSession(self.engine) as session:
@@ -297,7 +343,7 @@ class Dispatcher:
                 return False
             self._inflight.add(inbox_id)
             try:
-                async with self._sem:
+                async with self._in_order(event), self._sem:
                     await self.run(inbox_id, event)
             except Exception:  # noqa: BLE001 - one bad row must not stop the sweep
                 log.exception("sweep of inbox %s failed", inbox_id)
@@ -389,9 +435,10 @@ class Ingress:
                                                     max(0.0, deadline - loop.time()))
             except TimeoutError:
                 pass
-        if self.dispatcher.give_up(inbox_id):
-            return True, None
-        return True, await fut  # its commit is under way with the toast for this answer
+        if fut.done():  # handed over just as the wait ran out
+            return True, fut.result()
+        self.dispatcher.give_up(inbox_id)
+        return True, None
 
 
 __all__ = ["Dispatcher", "Ingress", "InboxUnavailable"]

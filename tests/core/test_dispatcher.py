@@ -256,3 +256,85 @@ async def test_app_lifecycle_without_platforms(db_url, tmp_path):
         assert (await resp.json())["platforms"] == []
         new, _ = await app[INGRESS].submit(make_event("l1", "help"), toast_wait=5)
         assert new
+
+
+async def test_inline_toast_never_holds_the_answer_past_its_budget(db_url, tmp_path,
+                                                                    monkeypatch):
+    """Issue 4: a tap whose commit is slower than the inline budget (its transaction queued
+    behind another writer) is answered at the budget without its toast; the warning then
+    follows as a short message (never lost, never both). A fast one carries its toast inline
+    and sends no message."""
+    from bot import dispatcher as dispatcher_module
+
+    warn = Router("warn")
+
+    @warn.action("t.warn")
+    async def _warn(ctx):
+        ctx.toast("已处理 / already handled", "warning")
+
+    real_commit = dispatcher_module.AsyncSession.commit
+    slow = {"on": True}
+
+    async def slow_commit(self):
+        if slow["on"]:
+            await asyncio.sleep(0.6)
+        return await real_commit(self)
+
+    monkeypatch.setattr(dispatcher_module.AsyncSession, "commit", slow_commit)
+    c = await build(db_url, tmp_path, routers=[warn])
+    try:
+        c.dispatcher.inline_toast = {"feishu"}
+        token = pack_action(c.dispatcher.secret, "t.warn")
+
+        def ftap(eid):
+            return tap(eid, token).model_copy(update={"platform": "feishu"})
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        new, toast = await c.ingress.submit(ftap("s1"), toast_wait=0.1)
+        waited = loop.time() - t0
+        assert new and toast is None
+        assert waited < 0.4, f"the answer waited {waited:.2f} s for a slow commit"
+        await c.dispatcher.drain()
+        rows = c.outbox()
+        assert [r["message"]["kind"] for r in rows] == ["text"]
+        assert "已处理" in rows[0]["message"]["text"]
+        assert rows[0]["target"]["platform"] == "feishu"
+
+        slow["on"] = False
+        new, toast = await c.ingress.submit(ftap("f1"), toast_wait=2)
+        assert new and toast is not None and toast.kind == "warning"
+        await c.dispatcher.drain()
+        assert len(c.outbox()) == 1  # no message besides the inline toast
+    finally:
+        await close(c)
+
+
+async def test_messages_of_one_chat_run_in_order_other_chats_in_parallel(db_url, tmp_path):
+    """A "同步" sent right after "今天拜访了…" must see it: one chat's messages run one at a
+    time in commit order; another chat's are not held back."""
+    log: list[str] = []
+    r = Router("order")
+
+    @r.fallback()
+    async def _record(ctx):
+        log.append(f"start {ctx.event.text}")
+        await asyncio.sleep(0.05 if ctx.event.text.endswith("1") else 0.01)
+        log.append(f"end {ctx.event.text}")
+
+    c = await build(db_url, tmp_path, routers=[r])
+    try:
+        other = ChatRef(id="lisi", type="p2p")
+        await asyncio.gather(*(c.ingress.submit(make_event(f"o{i}", f"a{i}"))
+                               for i in (1, 2, 3)),
+                             c.ingress.submit(make_event("x1", "b1", sender="lisi",
+                                                         chat=other)))
+        await c.dispatcher.drain()
+        mine = [e for e in log if " a" in e]
+        assert mine == ["start a1", "end a1", "start a2", "end a2", "start a3", "end a3"]
+        if not db_url.startswith("sqlite"):  # (SQLite's one write lock serialises anyway)
+            # the other chat started while a1 was still running
+            assert log.index("start b1") < log.index("end a1")
+        assert c.dispatcher._chats == {}
+    finally:
+        await close(c)
