@@ -1,9 +1,10 @@
 """``/webhooks/wecom``: GET answers the URL check, POST takes messages and events.
 
 Order on POST: read the body (so an oversize body is a 413, never a 500) → timestamp window
-(401) → outer XML via defusedxml (DTD/entities/garbage → 400) → constant-time signature (401,
-nothing stored) → decrypt (400) → inner XML (400) → parse (unknown kinds: 200 + a log line) →
-commit through ``Ingress.submit`` (503 if the inbox is down) → empty 200 ("ack, no reply").
+(401) → outer XML with defusedxml's refusals (DTD/entities/garbage → 400) → constant-time
+signature (401, nothing stored) → decrypt (400) → inner XML (400) → parse (unknown kinds:
+200 + a log line) → commit through ``Ingress.submit`` (503 if the inbox is down) → empty 200
+("ack, no reply").
 """
 
 from __future__ import annotations

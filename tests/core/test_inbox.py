@@ -130,3 +130,39 @@ async def test_sqlite_garbage_file_is_unavailable(tmp_path):
     finally:
         box.stop()
         box.engine.dispose()
+
+
+async def test_sqlite_locked_inbox_never_blocks_the_loop(tmp_path):
+    """The loop writes the inbox itself; when another process holds the inbox file's lock,
+    the batch goes to the writer thread (which waits for it) and the loop stays free."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'fieldbot.db'}"
+    upgrade(url)
+    box = Inbox(url)
+    box.start()
+    other = sqlite3.connect(inbox_file(url), isolation_level=None)
+    try:
+        assert box.inline
+        assert isinstance(await box.accept("k0", "wecom", "{}"), int)  # on the loop
+        assert box.inline_batches == 1
+        other.execute("BEGIN IMMEDIATE")  # another process's transaction on the inbox file
+        loop = asyncio.get_running_loop()
+        pending = asyncio.ensure_future(box.accept("k1", "wecom", "{}"))
+        lags = []
+        for _ in range(10):  # the loop keeps turning while the row waits for the lock
+            t0 = loop.time()
+            await asyncio.sleep(0.02)
+            lags.append(loop.time() - t0 - 0.02)
+        assert not pending.done()
+        assert max(lags) < 0.05
+        other.execute("COMMIT")
+        new_id = await asyncio.wait_for(pending, 5)
+        assert isinstance(new_id, int)
+        assert box.inline_batches == 1  # that one went through the thread
+        assert await box.accept("k1", "wecom", "{}") is None  # and it is durable
+        assert [r.dedupe_key for r in rows(url)] == ["k0", "k1"]
+    finally:
+        other.close()
+        box.stop()
+        box.engine.dispose()
