@@ -410,6 +410,8 @@ class Ingress:
 
         Raises ``InboxUnavailable`` when the row could not be committed (answer 503)."""
         inline = toast_wait > 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + toast_wait  # the budget includes the commit of the row
         inbox_id = await self.inbox.accept(event.dedupe_key, event.platform,
                                            event.model_dump_json(),
                                            lease_s=INLINE_LEASE_S if inline else 0.0)
@@ -422,9 +424,8 @@ class Ingress:
         # queued for a slot after INLINE_START_S (at once if others already queue) is
         # acknowledged now, its card update and any warning following through the outbox, so
         # a burst never holds acks behind the handlers.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + toast_wait
-        first = 0.0 if self.dispatcher.backlogged() else min(toast_wait, INLINE_START_S)
+        left = max(0.0, deadline - loop.time())
+        first = 0.0 if self.dispatcher.backlogged() else min(left, INLINE_START_S)
         try:
             return True, await asyncio.wait_for(asyncio.shield(fut), first)
         except TimeoutError:

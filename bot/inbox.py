@@ -50,12 +50,15 @@ _ROW_PG = "(%s, %s, %s, 'pending', 0, '', %s, %s)"
 _NOTHING = " ON CONFLICT (dedupe_key) DO NOTHING"
 _MARK_SQLITE = ("UPDATE inbox_events SET status='done', done_at=?, attempts=attempts+1"
                 " WHERE id IN (SELECT value FROM json_each(?)) AND status='pending'")
-_PG_UNNEST = ("INSERT INTO inbox_events (dedupe_key, platform, payload, status, attempts, error,"
+# One statement, one round trip, its own transaction (no BEGIN/COMMIT trips: on a busy loop
+# every trip waits a turn of the loop): the "done" marks ride along in a data-modifying CTE.
+_PG_UNNEST = ("WITH marked AS (UPDATE inbox_events SET status='done', done_at=$4,"
+              " attempts=attempts+1 WHERE id = ANY($6::bigint[]) AND status='pending'"
+              " RETURNING 1)"
+              " INSERT INTO inbox_events (dedupe_key, platform, payload, status, attempts, error,"
               " received_at, claimed_until) SELECT k, p, b, 'pending', 0, '', $4, c"
               " FROM unnest($1::text[], $2::text[], $3::text[], $5::timestamptz[])"
               " AS t(k, p, b, c) ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id")
-_PG_MARK = ("UPDATE inbox_events SET status='done', done_at=$1, attempts=attempts+1"
-            " WHERE id = ANY($2::bigint[]) AND status='pending'")
 PG_CONNECT_S = 3.0
 PG_WRITE_S = 10.0
 _MARK_PG = ("UPDATE inbox_events SET status='done', done_at=%s, attempts=attempts+1"
@@ -197,16 +200,11 @@ class Inbox:
             elif key not in rows:
                 rows[key] = (platform, payload,
                              now + timedelta(seconds=lease_s) if lease_s else None)
-        ids: dict[str, int] = {}
-        async with self._pg_conn.transaction():
-            if rows:
-                keys = list(rows)
-                got = await self._pg_conn.fetch(
-                    _PG_UNNEST, keys, [rows[k][0] for k in keys], [rows[k][1] for k in keys],
-                    now, [rows[k][2] for k in keys], timeout=PG_WRITE_S)
-                ids = {r[0]: r[1] for r in got}
-            if done:
-                await self._pg_conn.execute(_PG_MARK, now, done, timeout=PG_WRITE_S)
+        keys = list(rows)
+        got = await self._pg_conn.fetch(
+            _PG_UNNEST, keys, [rows[k][0] for k in keys], [rows[k][1] for k in keys], now,
+            [rows[k][2] for k in keys], done, timeout=PG_WRITE_S)
+        ids = {r[0]: r[1] for r in got}
         self.batches += 1
         self.rows += len(batch)
         return [None if key is None else ids.pop(key, None) for key, *_rest in batch]
