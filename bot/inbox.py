@@ -111,12 +111,7 @@ class Inbox:
             self._q.put(_STOP)
             self._thread.join(timeout=10)
             self._thread = None
-        if self._loop_conn is not None:
-            try:
-                self._loop_conn.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
-            self._loop_conn = None
+        self._drop_loop_conn()
 
     async def accept(self, dedupe_key: str, platform: str, payload: str,
                      lease_s: float = 0.0) -> int | None:
@@ -192,22 +187,11 @@ class Inbox:
             self._pg_conn = await asyncpg.connect(_asyncpg_dsn(self.url), timeout=PG_CONNECT_S,
                                                   statement_cache_size=16)
         now = datetime.now(UTC)
-        rows: dict[str, tuple] = {}
-        done: list[int] = []
-        for key, platform, payload, lease_s, _fut, _loop in batch:
-            if key is None:
-                done.append(payload)
-            elif key not in rows:
-                rows[key] = (platform, payload,
-                             now + timedelta(seconds=lease_s) if lease_s else None)
-        keys = list(rows)
+        rows, done = _split(batch, now)
         got = await self._pg_conn.fetch(
-            _PG_UNNEST, keys, [rows[k][0] for k in keys], [rows[k][1] for k in keys], now,
-            [rows[k][2] for k in keys], done, timeout=PG_WRITE_S)
-        ids = {r[0]: r[1] for r in got}
-        self.batches += 1
-        self.rows += len(batch)
-        return [None if key is None else ids.pop(key, None) for key, *_rest in batch]
+            _PG_UNNEST, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], now,
+            [r[3] for r in rows], done, timeout=PG_WRITE_S)
+        return self._results(batch, {r[0]: r[1] for r in got})
 
     def _drop_loop_conn(self) -> None:
         if self._loop_conn is not None:
@@ -297,16 +281,10 @@ class Inbox:
         interval, 5 ms: a statement per row made a 30-row batch take ~10 ms.)"""
         now = datetime.now(UTC)
         stamp = _sqlite_ts(now) if self._sqlite else now
-        rows: dict[str, tuple] = {}  # the first of duplicate keys within the batch wins
-        done: list[int] = []
-        for key, platform, payload, lease_s, _fut, _loop in batch:
-            if key is None:  # a mark_done item: payload holds the row id
-                done.append(payload)
-            elif key not in rows:
-                until = now + timedelta(seconds=lease_s) if lease_s else None
-                lease = _sqlite_ts(until) if (until and self._sqlite) else until
-                rows[key] = (key, platform, payload, stamp, lease)
-        items = list(rows.values())
+        rows, done = _split(batch, now)
+        items = [(key, platform, payload, stamp,
+                  _sqlite_ts(until) if (until and self._sqlite) else until)
+                 for key, platform, payload, until in rows]
         cur = conn.cursor()
         try:
             if self._sqlite:
@@ -335,16 +313,17 @@ class Inbox:
             raise
         finally:
             cur.close()
-        results: list[int | None] = []
-        for key, *_rest in batch:  # a later duplicate of a key in the batch gets None
-            results.append(None if key is None else ids.pop(key, None))
+        return self._results(batch, ids)
+
+    def _results(self, batch, ids: dict[str, int]) -> list[int | None]:
+        """Each item's new id; a duplicate (in the table, or later in the batch) gets None."""
         self.batches += 1
         self.rows += len(batch)
-        return results
+        return [None if key is None else ids.pop(key, None) for key, *_rest in batch]
 
     @staticmethod
     def _settle(batch, results, error) -> None:
-        """Release the waiters of a batch written on their own loop's thread."""
+        """Release the waiters of a batch, on their own loop's thread."""
         for i, (_k, _p, _pl, _l, fut, _loop) in enumerate(batch):
             if fut.done():
                 continue
@@ -353,26 +332,33 @@ class Inbox:
             else:
                 fut.set_result(results[i])
 
-    @staticmethod
-    def _release(batch, results, error) -> None:
+    @classmethod
+    def _release(cls, batch, results, error) -> None:
+        """From the writer thread: each loop settles its own waiters (``_settle``)."""
         by_loop: dict = {}
-        for i, (_k, _p, _pl, _l, fut, loop) in enumerate(batch):
-            by_loop.setdefault(loop, []).append((fut, None if results is None else results[i]))
-
-        def settle(items):
-            for fut, res in items:
-                if fut.done():
-                    continue
-                if error is not None:
-                    fut.set_exception(InboxUnavailable(str(error)))
-                else:
-                    fut.set_result(res)
-
-        for loop, items in by_loop.items():
+        for i, item in enumerate(batch):
+            part = by_loop.setdefault(item[5], ([], []))
+            part[0].append(item)
+            part[1].append(None if results is None else results[i])
+        for loop, (items, res) in by_loop.items():
             try:
-                loop.call_soon_threadsafe(settle, items)
+                loop.call_soon_threadsafe(cls._settle, items, res, error)
             except RuntimeError:  # loop closed during shutdown
                 pass
+
+
+def _split(batch: list, now: datetime) -> tuple[list[tuple], list[int]]:
+    """A batch → the rows to insert as (key, platform, payload, lease end or None), the
+    first of duplicate keys winning, and the ids of the rows to mark done."""
+    rows: dict[str, tuple] = {}
+    done: list[int] = []
+    for key, platform, payload, lease_s, _fut, _loop in batch:
+        if key is None:  # a mark_done item: payload holds the row id
+            done.append(payload)
+        elif key not in rows:
+            rows[key] = (key, platform, payload,
+                         now + timedelta(seconds=lease_s) if lease_s else None)
+    return list(rows.values()), done
 
 
 def _asyncpg_dsn(url: str) -> str:
