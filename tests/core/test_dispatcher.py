@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from cards import pack_action, unpack_action
 from config import load_settings
 from handlers import ROUTERS
 from storage.db import sync_engine
+
+SLOW_COMMIT_S = 3.0  # a commit queued behind another writer
 
 
 def make_event(event_id: str = "m1", text_: str = "help", **kw) -> Event:
@@ -277,7 +280,7 @@ async def test_inline_toast_never_holds_the_answer_past_its_budget(db_url, tmp_p
 
     async def slow_commit(self):
         if slow["on"]:
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(SLOW_COMMIT_S)
         return await real_commit(self)
 
     monkeypatch.setattr(dispatcher_module.AsyncSession, "commit", slow_commit)
@@ -290,11 +293,13 @@ async def test_inline_toast_never_holds_the_answer_past_its_budget(db_url, tmp_p
             return tap(eid, token).model_copy(update={"platform": "feishu"})
 
         loop = asyncio.get_running_loop()
+        gc.collect()  # (a full collection of the suite's heap can stall the loop ~0.5 s)
         t0 = loop.time()
         new, toast = await c.ingress.submit(ftap("s1"), toast_wait=0.1)
         waited = loop.time() - t0
         assert new and toast is None
-        assert waited < 0.4, f"the answer waited {waited:.2f} s for a slow commit"
+        # the budget is 0.1 s; a dispatcher that held the answer for the commit waits 3 s
+        assert waited < SLOW_COMMIT_S / 2, f"the answer waited {waited:.2f} s for a slow commit"
         await c.dispatcher.drain()
         rows = c.outbox()
         assert [r["message"]["kind"] for r in rows] == ["text"]

@@ -155,7 +155,8 @@ async def test_sqlite_locked_inbox_never_blocks_the_loop(tmp_path):
             await asyncio.sleep(0.02)
             lags.append(loop.time() - t0 - 0.02)
         assert not pending.done()
-        assert max(lags) < 0.05
+        # (blocked on the lock, the loop would stall until its busy timeout, seconds)
+        assert max(lags) < 0.5
         other.execute("COMMIT")
         new_id = await asyncio.wait_for(pending, 5)
         assert isinstance(new_id, int)

@@ -3,6 +3,7 @@ WeCom's documents, and every DTD / entity / external reference refused before it
 
 from __future__ import annotations
 
+import gc
 import time
 
 import defusedxml.ElementTree as SafeET
@@ -65,7 +66,12 @@ def test_refused(doc):
 def test_billion_laughs_refused_before_expanding():
     levels = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
     doc = f'<!DOCTYPE xml [<!ENTITY l0 "lol">{levels}]><xml><A>&l9;</A></xml>'.encode()
-    t0 = time.perf_counter()
-    with pytest.raises(XMLRefused):
-        parse_flat(doc)
-    assert time.perf_counter() - t0 < 0.05
+    gc.disable()  # time the parser, not a collection of the suite's heap
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(XMLRefused):
+            parse_flat(doc)
+        took = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    assert took < 0.1  # refused at the declaration: 10^9 "lol"s are never built
