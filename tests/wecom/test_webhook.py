@@ -77,7 +77,7 @@ async def test_xml_with_dtd_or_entities_is_400_fast(env_sqlite: Env):
         t0 = time.monotonic()
         status, _ = await post(env, query, body)
         assert status == 400
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 2.0  # (an expanded bomb takes far longer, or never ends)
     assert env.count("inbox_events") == 0
 
 
