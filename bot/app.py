@@ -45,8 +45,10 @@ async def never_500(request: web.Request, handler):
 
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
+    inbox = app[INBOX]
     return web.json_response({"ok": True, "platforms": sorted(app[ADAPTERS]),
-                              "outbox_sent": app[OUTBOX].sent})
+                              "outbox_sent": app[OUTBOX].sent,
+                              "inbox": {"writes": inbox.rows, "commits": inbox.batches}})
 
 
 def build_adapter(platform: str, settings: Settings, ingress: Ingress):

@@ -83,6 +83,7 @@ class Inbox:
         self.inline = self._sqlite and inbox_file(database_url) is not None
         self._pending: list = []
         self._flush_at: asyncio.Handle | None = None
+        self._checkpoint_at = 0.0  # the loop asks the thread for a checkpoint from then on
         self._loop_conn = None
         # PostgreSQL: asyncpg on the first loop that uses the inbox (see the docstring)
         self.pg_async = not self._sqlite
@@ -164,7 +165,10 @@ class Inbox:
                 continue
             self.inline_batches += 1
             self._settle(part, results, None)
-            self._q.put(_CHECKPOINT)
+            now = time.monotonic()
+            if now >= self._checkpoint_at:  # (waking the thread per batch costs GIL hand-overs)
+                self._checkpoint_at = now + CHECKPOINT_EVERY_S
+                self._q.put(_CHECKPOINT)
 
     async def _pg_drain(self) -> None:
         """Write the pending rows, one statement in flight, until none are left."""
@@ -219,7 +223,6 @@ class Inbox:
     # -- writer thread ------------------------------------------------------------------
     def _run(self) -> None:
         conn = None
-        last_checkpoint = 0.0
         while True:
             item = self._q.get()
             if item is _STOP:
@@ -237,9 +240,7 @@ class Inbox:
                 if nxt is not _CHECKPOINT:
                     batch.append(nxt)
             if not batch:  # the loop wrote: keep its WAL short, off the loop's thread
-                if time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S:
-                    last_checkpoint = time.monotonic()
-                    conn = self._checkpoint(conn)
+                conn = self._checkpoint(conn)
                 continue
             try:
                 if conn is None:

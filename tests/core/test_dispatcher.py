@@ -259,6 +259,9 @@ async def test_app_lifecycle_without_platforms(db_url, tmp_path):
         assert (await resp.json())["platforms"] == []
         new, _ = await app[INGRESS].submit(make_event("l1", "help"), toast_wait=5)
         assert new
+        # the inbox's group commit is visible to operators
+        inbox = (await (await client.get("/healthz")).json())["inbox"]
+        assert inbox["writes"] == 2 and inbox["commits"] >= 1  # the row, then its done mark
 
 
 async def test_inline_toast_never_holds_the_answer_past_its_budget(db_url, tmp_path,
