@@ -93,9 +93,15 @@ def sqlite_on_connect(url: str):
     return setup
 
 
-def sync_engine(url: str) -> Engine:
+def sync_engine(url: str, server_settings: dict[str, str] | None = None) -> Engine:
+    """``server_settings``: PostgreSQL session settings for every connection (ignored on
+    SQLite)."""
     sync, _ = normalize(url)
-    eng = create_engine(sync, pool_pre_ping=not is_sqlite(url))
+    kw = {}
+    if server_settings and not is_sqlite(url):
+        kw["connect_args"] = {"options": " ".join(f"-c {k}={v}"
+                                                  for k, v in server_settings.items())}
+    eng = create_engine(sync, pool_pre_ping=not is_sqlite(url), **kw)
     if is_sqlite(url):
         event.listen(eng, "connect", sqlite_on_connect(url))
     return eng

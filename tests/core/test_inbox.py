@@ -167,3 +167,56 @@ async def test_sqlite_locked_inbox_never_blocks_the_loop(tmp_path):
         other.close()
         box.stop()
         box.engine.dispose()
+
+
+async def test_postgres_done_marks_never_scan_the_whole_inbox(db_url):
+    """A prepared statement's generic plan, made on a fresh (empty) inbox, would read the whole
+    table for the done marks of every batch as it grows. Each batch is planned with its own
+    parameters: with 20k rows in the table, batches add no sequential scan."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL planning")
+    upgrade(db_url)
+    eng = sync_engine(db_url)
+
+    def stats() -> tuple[int, int]:
+        with eng.connect() as c:
+            c.execute(text("SELECT pg_stat_clear_snapshot()"))
+            row = c.execute(text("SELECT seq_scan, n_tup_ins FROM pg_stat_user_tables "
+                                 "WHERE relname='inbox_events'")).one()
+            return int(row[0] or 0), int(row[1] or 0)
+
+    async def settled(inserted: int) -> int:  # an idle session reports within ~10 s
+        for _ in range(400):
+            scans, ins = stats()
+            if ins >= inserted:
+                return scans
+            await asyncio.sleep(0.05)
+        raise AssertionError("table statistics never caught up")
+
+    with eng.begin() as c:
+        c.execute(text("ANALYZE inbox_events"))  # the statistics of an empty table
+    box = Inbox(db_url)
+    box.start()
+    try:
+        n = 0
+        for i in range(8):  # past the five runs after which a generic plan may be cached
+            new_id = await box.accept(f"wecom:corp:w{i}", "wecom", "{}")
+            await box.mark_done(new_id)
+            n += 1
+        with eng.begin() as c:
+            c.execute(text(
+                "INSERT INTO inbox_events (dedupe_key, platform, payload, status, attempts,"
+                " error, received_at) SELECT 'bulk:' || g, 'wecom', '{}', 'pending', 0, '',"
+                " now() FROM generate_series(1, 20000) g"))
+        n += 20000
+        before = await settled(n)
+        for i in range(6):
+            new_id = await box.accept(f"wecom:corp:a{i}", "wecom", "{}")
+            await box.mark_done(new_id)
+            n += 1
+        after = await settled(n)
+        assert after == before, f"{after - before} sequential scans of the inbox in 6 batches"
+    finally:
+        box.stop()
+        box.engine.dispose()
+        eng.dispose()
