@@ -703,7 +703,7 @@ def main() -> int:
     print("-" * len(hdr))
     summary = []
     for name, rs in cases.items():
-        mid = sorted(rs, key=lambda r: r["ratio"])[len(rs) // 2]
+        mid = sorted(rs, key=lambda r: r["ratio"])[(len(rs) - 1) // 2]  # lower median
         c = mid["cpu"]
         row = {"bench": "webhook", "case": name, "rps": round(mid["rps"], 1),
                "p50_ms": round(median(r["p50_ms"] for r in rs), 2),
