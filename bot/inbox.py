@@ -126,11 +126,16 @@ class Inbox:
 
         ``lease_s`` reserves a new row for this process (it is about to run it inline) so no
         sweeper elsewhere takes it meanwhile; after the lease anyone may finish it."""
+        return await self._enqueue(dedupe_key, platform, payload, lease_s)
+
+    async def _enqueue(self, key: str | None, platform: str | None, payload: str | int,
+                       lease_s: float) -> int | None:
+        """One item into the next batch; its result once that batch is committed."""
         if self._thread is None:
             raise InboxUnavailable("inbox writer not running")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._submit((dedupe_key, platform, payload, lease_s, fut, loop), loop)
+        self._submit((key, platform, payload, lease_s, fut, loop), loop)
         return await fut
 
     def _submit(self, item: tuple, loop: asyncio.AbstractEventLoop) -> None:
@@ -205,12 +210,8 @@ class Inbox:
         return self._results(batch, {r[0]: r[1] for r in got})
 
     def _drop_loop_conn(self) -> None:
-        if self._loop_conn is not None:
-            try:
-                self._loop_conn.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
-            self._loop_conn = None
+        _close_quietly(self._loop_conn)
+        self._loop_conn = None
 
     @property
     def running(self) -> bool:
@@ -220,12 +221,7 @@ class Inbox:
         """Mark a row done in the writer's next batch (bookkeeping after its handler's
         commit: that process's writer holds the inbox lock anyway, so a run never sleeps in
         SQLite's busy handler for it while holding the main file's lock)."""
-        if self._thread is None:
-            raise InboxUnavailable("inbox writer not running")
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._submit((None, None, inbox_id, 0.0, fut, loop), loop)
-        await fut
+        await self._enqueue(None, None, inbox_id, 0.0)  # (payload holds the row id)
 
     # -- writer thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -257,11 +253,7 @@ class Inbox:
             except Exception as exc:  # noqa: BLE001 - every waiter must be released
                 log.warning("inbox write failed (%d rows): %s", len(batch), exc)
                 results, error = None, exc
-                try:
-                    if conn is not None:
-                        conn.close()
-                except Exception:  # noqa: BLE001, S110
-                    pass
+                _close_quietly(conn)
                 conn = None
             self._release(batch, results, error)
             if stop:
@@ -367,6 +359,13 @@ def _split(batch: list, now: datetime) -> tuple[list[tuple], list[int]]:
             rows[key] = (key, platform, payload,
                          now + timedelta(seconds=lease_s) if lease_s else None)
     return list(rows.values()), done
+
+
+def _close_quietly(conn) -> None:
+    """Close a DB-API connection that may already be broken."""
+    if conn is not None:
+        with suppress(Exception):
+            conn.close()
 
 
 def _asyncpg_dsn(url: str) -> str:
