@@ -124,6 +124,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     from jobs.scheduler import attach_scheduler
     scheduler = attach_scheduler(app, settings, engine, secret, on_outbox=outbox.wake)
     scheduler.add_periodic("chat_buffer.purge", _purge_job(engine, settings), 3600)
+    scheduler.add_periodic("inbox.purge", _inbox_purge_job(engine, settings), 3600)
     from jobs.approvals import schedule as schedule_approvals  # reminders/escalation (issue 4)
     schedule_approvals(scheduler, engine, settings, secret, outbox.wake)
     # -- deferred jobs: voice notes, photos (issue 3); see jobs/worker.py
@@ -202,6 +203,21 @@ def _purge_job(engine, settings: Settings):
         if n:
             log.info("chat buffer: purged %d messages older than %d days", n,
                      settings.chat_buffer_days)
+        return n
+
+    return purge
+
+
+def _inbox_purge_job(engine, settings: Settings):
+    """Hourly: drop handled callbacks older than FIELDBOT_INBOX_KEEP_DAYS (storage/inbox_purge)."""
+    from bot.event import utcnow
+    from storage.inbox_purge import purge_inbox
+
+    async def purge() -> int:
+        n = await purge_inbox(engine, utcnow(), settings.inbox_keep_days)
+        if n:
+            log.info("inbox: purged %d handled callbacks older than %d days", n,
+                     settings.inbox_keep_days)
         return n
 
     return purge

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     outbox_lease_s: int = 60  # a row claimed by a process that died is resent after this
     workers: int = 1  # `fieldbot serve`: worker processes beside the web process (0 = one)
     chat_buffer_days: int = 7  # FIELDBOT_CHAT_BUFFER_DAYS: how long one-tap sync can look back
+    # FIELDBOT_INBOX_KEEP_DAYS: handled callbacks (and their dedupe keys) are deleted after
+    # this; a platform retry older than that would run again. 0 keeps them forever
+    inbox_keep_days: int = 7
 
     wecom_corp_id: str = ""
     wecom_agent_id: str = ""
