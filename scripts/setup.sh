@@ -54,13 +54,13 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 . .venv/bin/activate
 stamp=.venv/.fieldbot-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
   echo ">> installing FieldBot and its dependencies into .venv"
   python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  python -m pip install -q -c constraints.txt -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
   if [[ $want_test -eq 1 ]]; then  # media (issue 3): the optional openai-whisper backend
-    python -m pip install -q -e ".[test,whisper]" 2>&1 | grep -v "^WARNING: Location" || true
-    python -m pip install -q --no-deps openai-whisper==20250625 2>&1 \
+    python -m pip install -q -c constraints.txt -e ".[test,whisper]" 2>&1 | grep -v "^WARNING: Location" || true
+    python -m pip install -q -c constraints.txt --no-deps openai-whisper==20250625 2>&1 \
       | grep -v "^WARNING: Location" || true
   fi
   python -c "import bot.app, integrations, aiohttp, wechatpy, dingtalk, lark_oapi" \
