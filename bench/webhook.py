@@ -14,7 +14,8 @@ the handlers (and the outbox to the sink) on the same cores, as deployed. This V
 drifts by ±30 % from minute to minute, so every case is measured ``--repeat`` times, each run
 between two hello-world runs and rated against the better of them; the median is reported.
 
-  python bench/webhook.py                               # 6 cases × 2 modes × 3 runs, 6 s each
+  python bench/webhook.py                # 6 cases, ack, 3 runs of 6 s each (~12 min)
+  python bench/webhook.py --mode both    # and the full bot too (~45 min)
   python bench/webhook.py --cases wecom/sqlite --mode ack --repeat 1 --profile /tmp/prof
 
 The last lines printed are one JSON object per measured case. Everything binds to 127.0.0.1,
@@ -616,7 +617,7 @@ def main() -> int:
                     "aiohttp access log line per request)")
     ap.add_argument("--workers", type=int, default=1,
                     help="worker processes beside the web process (the bot's default: 1)")
-    ap.add_argument("--mode", choices=("ack", "full", "both"), default="both",
+    ap.add_argument("--mode", choices=("ack", "full", "both"), default="ack",
                     help="ack: the web process alone (the acknowledgement path: verify, "
                     "decrypt, parse, durable de-dup; no worker); full: the bot as deployed "
                     "(web + --workers), handlers competing for the same cores")

@@ -90,10 +90,10 @@ class DingTalkWebhook:
             log.warning("dingtalk robot: malformed message: %s", exc.__class__.__name__)
             return _bad()
         if event is None:
-            return web.json_response({})
+            return web.Response(body=b"{}", content_type="application/json")
         if (failed := await self._submit(event)) is not None:
             return failed
-        return web.json_response({})
+        return web.Response(body=b"{}", content_type="application/json")
 
     # -- event subscription ---------------------------------------------------------------
     async def events(self, request: web.Request) -> web.Response:
