@@ -5,8 +5,7 @@ SQLite lets one transaction write at a time; the others wait in its busy handler
 keep waking up to find another one holding the lock, so taps queue behind sleeps rather than
 behind work. The gate is a FIFO in front of that lock: a connection takes it before its first
 write statement and gives it back when it returns to the pool (after its commit or rollback).
-A thread may take it too (``acquire_sync``; ``first`` goes ahead of the queue). Waiting is a
-hand-over, never a poll. (The inbox writer needs no turn: the inbox is its own file.)
+Waiting is a hand-over, never a poll. (The inbox writer needs no turn: the inbox is its own file.)
 
 It only schedules: SQLite's own lock still decides. A writer that cannot get the gate within
 ``timeout`` goes ahead without it (and SQLite's busy timeout applies as before), and other
@@ -35,27 +34,6 @@ class WriteGate:
         self._waiters: collections.deque = collections.deque()
 
     # -- taking it ----------------------------------------------------------------------
-    def acquire_sync(self, first: bool = False) -> bool:
-        """From a thread; True if the gate is ours (then ``release`` it). ``first``: go ahead
-        of the queue (the inbox writer: acknowledgements wait for its commit)."""
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return True
-            ready = threading.Event()
-            if first:
-                self._waiters.appendleft(ready)
-            else:
-                self._waiters.append(ready)
-        if ready.wait(self.timeout):
-            return True
-        with self._mutex:
-            try:
-                self._waiters.remove(ready)
-                return False  # timed out: go ahead ungated
-            except ValueError:
-                return True  # handed to us just now
-
     async def acquire(self) -> bool:
         """From the event loop; True if the gate is ours (then ``release`` it)."""
         loop = asyncio.get_running_loop()
@@ -87,11 +65,7 @@ class WriteGate:
             if not self._waiters:
                 self._held = False
                 return
-            nxt = self._waiters.popleft()  # ownership passes now, under the mutex
-        if isinstance(nxt, threading.Event):
-            nxt.set()
-            return
-        loop, fut = nxt
+            loop, fut = self._waiters.popleft()  # ownership passes now, under the mutex
         try:
             loop.call_soon_threadsafe(_settle, fut)
         except RuntimeError:  # that loop is closed: nobody will take it
