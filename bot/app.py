@@ -124,7 +124,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     from jobs.scheduler import attach_scheduler
     scheduler = attach_scheduler(app, settings, engine, secret, on_outbox=outbox.wake)
     scheduler.add_periodic("chat_buffer.purge", _purge_job(engine, settings), 3600)
-    scheduler.add_periodic("inbox.purge", _inbox_purge_job(engine, settings), 3600)
+    scheduler.add_periodic("retention", _retention_job(engine, settings), 3600)
     from jobs.approvals import schedule as schedule_approvals  # reminders/escalation (issue 4)
     schedule_approvals(scheduler, engine, settings, secret, outbox.wake)
     # -- deferred jobs: voice notes, photos (issue 3); see jobs/worker.py
@@ -208,16 +208,19 @@ def _purge_job(engine, settings: Settings):
     return purge
 
 
-def _inbox_purge_job(engine, settings: Settings):
-    """Hourly: drop handled callbacks older than FIELDBOT_INBOX_KEEP_DAYS (storage/inbox_purge)."""
+def _retention_job(engine, settings: Settings):
+    """Hourly: handled callbacks and sent messages past their windows (storage/retention)."""
     from bot.event import utcnow
-    from storage.inbox_purge import purge_inbox
+    from storage.retention import purge_inbox, purge_outbox
 
     async def purge() -> int:
-        n = await purge_inbox(engine, utcnow(), settings.inbox_keep_days)
-        if n:
-            log.info("inbox: purged %d handled callbacks older than %d days", n,
-                     settings.inbox_keep_days)
-        return n
+        now = utcnow()
+        n_in = await purge_inbox(engine, now, settings.inbox_keep_days)
+        n_out = await purge_outbox(engine, now, settings.outbox_keep_days)
+        if n_in or n_out:
+            log.info("retention: purged %d handled callbacks (> %d days), %d sent messages"
+                     " (> %d days)", n_in, settings.inbox_keep_days, n_out,
+                     settings.outbox_keep_days)
+        return n_in + n_out
 
     return purge

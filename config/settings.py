@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # FIELDBOT_INBOX_KEEP_DAYS: handled callbacks (and their dedupe keys) are deleted after
     # this; a platform retry older than that would run again. 0 keeps them forever
     inbox_keep_days: int = 7
+    # FIELDBOT_OUTBOX_KEEP_DAYS: sent messages are deleted after this, except those an open
+    # approval card still needs for its next update; 0 keeps them forever
+    outbox_keep_days: int = 30
 
     wecom_corp_id: str = ""
     wecom_agent_id: str = ""

@@ -120,8 +120,12 @@ async def test_scheduler_starts_and_stops_with_the_app(env, tmp_path):
         jobs = {j.id: j for j in sched.get_jobs()}
         cron = {k for k in jobs if not k.startswith("periodic:")}
         assert cron == set(JOBS)
-        # other features' periodic passes (chat-buffer purge, approval reminders) run too
-        assert {"periodic:chat_buffer.purge", "periodic:approvals.reminders"} <= set(jobs)
+        # other features' periodic passes (chat-buffer purge, approval reminders, retention of
+        # the inbox and the outbox) run too
+        assert {"periodic:chat_buffer.purge", "periodic:approvals.reminders",
+                "periodic:retention"} <= set(jobs)
+        retention = {name: fn for name, fn, _every in app[SCHEDULER]._periodic}["retention"]
+        assert await retention() == 0  # runs on the app's own engine; nothing is old yet
         assert "hour='9', minute='0'" in str(jobs["stale"].trigger)
         assert "hour='7', minute='45'" in str(jobs["digest"].trigger)
         assert str(jobs["stale"].trigger.timezone) == "Asia/Shanghai"

@@ -1,5 +1,6 @@
 """Retention: handled callbacks past FIELDBOT_INBOX_KEEP_DAYS go (rows and their guards);
-pending, failed and recent ones stay; a re-run deletes nothing more. SQLite and PostgreSQL."""
+pending, failed and recent ones stay; a re-run deletes nothing more. Sent messages past
+FIELDBOT_OUTBOX_KEEP_DAYS go unless an open approval card needs them. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import DateTime, bindparam, text
+from sqlmodel import Session
 
 from bot.inbox import Inbox
+from storage.approval_models import ApprovalCard
 from storage.db import async_engine, sync_engine
-from storage.inbox_purge import purge_inbox
 from storage.migrate import upgrade
+from storage.models import ApprovalRequest, OutboxMessage, User
+from storage.retention import purge_inbox, purge_outbox
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 _SET = text("UPDATE inbox_events SET received_at=:t, status=:s, done_at=:t WHERE id=:id"
@@ -97,3 +101,44 @@ async def test_a_purged_key_is_new_again_and_the_inbox_keeps_working(filled):
         box.stop()
         box.engine.dispose()
         await engine.dispose()
+
+
+async def test_outbox_purge_keeps_pending_dead_recent_and_open_cards(db_url):
+    """40 days old: 6 sent, 1 dead, 1 still pending (retrying), and 2 sent cards of an
+    approval, one of them still open; 5 days old: 3 sent. Keep 30 days."""
+    upgrade(db_url)
+    eng = sync_engine(db_url)
+    plan = ([(40, "sent")] * 3 + [(40, "dead"), (40, "pending")] + [(40, "sent")] * 3
+            + [(40, "card-open"), (40, "card-closed")] + [(5, "sent")] * 3)
+    with Session(eng) as s:
+        rep = User(name="张三")
+        s.add(rep)
+        s.flush()
+        req = ApprovalRequest(kind="quote", requester_id=rep.id, amount=80000)
+        s.add(req)
+        s.flush()
+        for i, (age, what) in enumerate(plan):
+            t = NOW - timedelta(days=age, minutes=len(plan) - i)
+            status = "sent" if what.startswith("card") else what
+            s.add(OutboxMessage(idem_key=f"m{i}", platform="feishu", target={}, message={},
+                                status=status, created_at=t, next_at=t,
+                                sent_at=t if status == "sent" else None,
+                                result={"message_id": f"om_{i}"}))
+            if what.startswith("card"):
+                s.add(ApprovalCard(request_id=req.id, seq=1, user_id=rep.id, outbox_key=f"m{i}",
+                                   closed=what == "card-closed"))
+        s.commit()
+    engine = async_engine(db_url)
+    try:
+        assert await purge_outbox(engine, NOW, days=30, chunk=2) == 7  # several chunks
+        with eng.connect() as conn:
+            left = [r[0] for r in conn.execute(text("SELECT idem_key FROM outbox ORDER BY id"))]
+        want = [f"m{i}" for i, (age, what) in enumerate(plan)
+                if age == 5 or what in ("dead", "pending", "card-open")]
+        assert left == want
+        assert await purge_outbox(engine, NOW, days=30) == 0
+        assert await purge_outbox(engine, NOW, days=0) == 0  # 0 keeps everything
+        assert await purge_outbox(engine, NOW, days=2) == 3  # the 5-day-old sent ones
+    finally:
+        await engine.dispose()
+        eng.dispose()
