@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam
-from sqlalchemy import text as sql
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
@@ -256,21 +255,6 @@ async def target_of(session, user_id: int, prefer: str = "") -> Target | None:
     ident = next((i for i in ids if i.platform == prefer), ids[0])
     return Target(platform=ident.platform, app_id=ident.app_id, kind="user",
                   id=ident.external_id)
-
-
-async def card_ref_of(session, outbox_key: str) -> dict | None:
-    """The platform's handle of a card we sent (WeCom response_code, Feishu message_id,
-    DingTalk outTrackId) as the outbox recorded it; None until it was delivered."""
-    row = (await run_sql(session, sql("SELECT status, result FROM outbox WHERE idem_key=:k"),
-                                 {"k": outbox_key})).first()
-    if row is None or row[0] != "sent":
-        return None
-    result = row[1]
-    if isinstance(result, str):
-        import json
-
-        result = json.loads(result or "{}")
-    return dict(result or {}) or None
 
 
 async def cards_with_refs(session, request_id: int, seq: int
