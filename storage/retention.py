@@ -21,34 +21,45 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy import bindparam, text
+from sqlalchemy.sql.elements import TextClause
+
+from storage.models import UTCDateTime
 
 CHUNK = 2000
-_TS = DateTime(timezone=True)
 
 
 @dataclass(frozen=True)
 class _Table:
-    bounds: str  # SELECT min(id), max(id)
-    first: str  # the time column (it grows with the id) of the first row with id >= :m
-    pick: str  # SELECT id, key … WHERE id < :f AND (time) < :cut … LIMIT :n (finished rows)
-    drop: str  # DELETE … WHERE id IN :ids (still guarded by status)
-    guards: str = ""  # DELETE of rows keyed by the picked keys, in a second transaction
+    bounds: TextClause  # SELECT min(id), max(id)
+    first: TextClause  # the time (it grows with the id) of the first row with id >= :m, as t
+    pick: TextClause  # SELECT id, key … WHERE id < :f AND (time) < :cut … LIMIT :n
+    drop: TextClause  # DELETE … WHERE id IN :ids (still guarded by status)
+    guards: TextClause | None = None  # DELETE keyed by the picked keys, a second transaction
 
 
-INBOX = _Table(
+def _table(bounds: str, first: str, pick: str, drop: str, guards: str = "") -> _Table:
+    """The statements, compiled once; times bound and read as UTC on both engines."""
+    return _Table(
+        text(bounds), text(first).columns(t=UTCDateTime()),
+        text(pick).bindparams(bindparam("cut", type_=UTCDateTime())),
+        text(drop).bindparams(bindparam("ids", expanding=True)),
+        text(guards).bindparams(bindparam("keys", expanding=True)) if guards else None)
+
+
+INBOX = _table(
     "SELECT min(id), max(id) FROM inbox_events",
-    "SELECT received_at FROM inbox_events WHERE id >= :m ORDER BY id LIMIT 1",
+    "SELECT received_at AS t FROM inbox_events WHERE id >= :m ORDER BY id LIMIT 1",
     "SELECT id, dedupe_key FROM inbox_events WHERE status='done' AND id < :f"
     " AND received_at < :cut ORDER BY id LIMIT :n",
     "DELETE FROM inbox_events WHERE id IN :ids AND status='done'",
     # the rows first: a guard left behind only blocks a run that cannot happen any more
     "DELETE FROM inbox_done WHERE dedupe_key IN :keys")
-OUTBOX = _Table(
+OUTBOX = _table(
     "SELECT min(id), max(id) FROM outbox",
-    "SELECT created_at FROM outbox WHERE id >= :m ORDER BY id LIMIT 1",
+    "SELECT created_at AS t FROM outbox WHERE id >= :m ORDER BY id LIMIT 1",
     "SELECT id, idem_key FROM outbox WHERE status='sent' AND id < :f AND created_at < :cut"
     " AND NOT EXISTS (SELECT 1 FROM approval_cards c WHERE c.outbox_key = outbox.idem_key"
     " AND NOT c.closed) ORDER BY id LIMIT :n",
@@ -71,23 +82,20 @@ async def _purge(engine, table: _Table, now: datetime, days: int, chunk: int) ->
     if days <= 0:
         return 0
     cut = now - timedelta(days=days)
-    pick = text(table.pick).bindparams(bindparam("cut", type_=_TS))
-    drop = text(table.drop).bindparams(bindparam("ids", expanding=True))
     async with engine.connect() as conn:
         frontier = await _frontier(conn, table, cut)
     total = 0
     while frontier is not None:
         async with engine.connect() as conn:  # read first: no write lock while it scans
-            rows = (await conn.execute(pick, {"f": frontier, "cut": cut, "n": chunk})).all()
+            rows = (await conn.execute(table.pick, {"f": frontier, "cut": cut, "n": chunk})).all()
         if not rows:
             break
         async with engine.begin() as conn:
-            res = await conn.execute(drop, {"ids": [r[0] for r in rows]})
+            res = await conn.execute(table.drop, {"ids": [r[0] for r in rows]})
             total += int(res.rowcount or 0)
-        if table.guards:
+        if table.guards is not None:
             async with engine.begin() as conn:
-                await conn.execute(text(table.guards).bindparams(
-                    bindparam("keys", expanding=True)), {"keys": [r[1] for r in rows]})
+                await conn.execute(table.guards, {"keys": [r[1] for r in rows]})
         if len(rows) < chunk:
             break
         await asyncio.sleep(0)  # let other writers in between chunks
@@ -97,23 +105,16 @@ async def _purge(engine, table: _Table, now: datetime, days: int, chunk: int) ->
 async def _frontier(conn, table: _Table, cut: datetime) -> int | None:
     """The smallest id whose row (or the next one after it) was made at or after ``cut``;
     None when the table is empty. A dozen point reads for millions of rows."""
-    lo, hi = (await conn.execute(text(table.bounds))).one()
+    lo, hi = (await conn.execute(table.bounds)).one()
     if lo is None:
         return None
-    first_from = text(table.first)
     hi += 1  # past the last row: everything may go
     while lo < hi:
         mid = (lo + hi) // 2
-        got = (await conn.execute(first_from, {"m": mid})).scalar()
-        if got is None or _as_dt(got) >= cut:
+        got = (await conn.execute(table.first, {"m": mid})).scalar()
+        if got is None or got >= cut:
             hi = mid
         else:
             lo = mid + 1
     return lo
 
-
-def _as_dt(value) -> datetime:
-    """A timestamp as read back: PostgreSQL gives datetimes, SQLite the stored text."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
