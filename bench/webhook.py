@@ -606,8 +606,6 @@ def main() -> int:
                                        "wecom/postgresql,dingtalk/postgresql,feishu/postgresql")
     ap.add_argument("--duration", type=int, default=6, help="seconds per measured run")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--settle", type=float, default=2.0,
-                    help="pause after warm-up so its background work finishes")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="wrk -t")
     ap.add_argument("--requests", type=int, default=0,
@@ -716,7 +714,7 @@ def main() -> int:
         print(f"{name:30} {row['rps']:7.0f} {row['ratio']:6.2f} {row['ratio_min']:6.2f} "
               f"{row['p50_ms']:7.2f} {row['p99_ms']:7.2f} "
               f"{'yes' if row['stored_ok'] else 'NO':>3} "
-              f"{c['server']:.0f}/{c['pg']:.0f}/{c['load']:.0f}/{c['other']:.0f}".rjust(0))
+              f"{c['server']:.0f}/{c['pg']:.0f}/{c['load']:.0f}/{c['other']:.0f}")
     if args.profile:
         for r in runs:
             if r.get("profile") and Path(r["profile"]).exists():
