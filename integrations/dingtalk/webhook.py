@@ -90,10 +90,10 @@ class DingTalkWebhook:
             log.warning("dingtalk robot: malformed message: %s", exc.__class__.__name__)
             return _bad()
         if event is None:
-            return web.Response(body=b"{}", content_type="application/json")
+            return web.json_response({})
         if (failed := await self._submit(event)) is not None:
             return failed
-        return web.Response(body=b"{}", content_type="application/json")
+        return web.json_response({})
 
     # -- event subscription ---------------------------------------------------------------
     async def events(self, request: web.Request) -> web.Response:
