@@ -13,6 +13,7 @@ from contextlib import suppress
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from bot.dispatcher import Dispatcher, Ingress
+from bot.errors import BAD_INPUT, unexpected
 from bot.inbox import Inbox, wait_for_db
 from bot.outbox import OutboxSender
 from config import Settings
@@ -38,9 +39,17 @@ async def never_500(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
-    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+    except BAD_INPUT as exc:
         log.warning("bad request to %s: %s", request.path, exc.__class__.__name__)
         return web.json_response({"error": "bad request"}, status=400)
+    except Exception as exc:  # noqa: BLE001 - the catch-all: an id, one log line, no trace out
+        return web.json_response({"error": "internal error", "id": unexpected(exc, request.path)},
+                                 status=500)
+
+
+async def _plain_server_header(_request: web.Request, resp: web.StreamResponse) -> None:
+    """``Server: FieldBot`` — no Python or aiohttp version for a scanner to match."""
+    resp.headers["Server"] = "FieldBot"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -85,6 +94,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
         # no turn: its table is in its own file (storage/db.py)
         WriteGate().install(engine)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[never_500])
+    app.on_response_prepare.append(_plain_server_header)
     outbox = OutboxSender(engine, {}, max_attempts=settings.outbox_max_attempts,
                           postgres=not is_sqlite(url))
     outbox.lease_s = settings.outbox_lease_s

@@ -15,22 +15,41 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Ctx"], Awaitable[None]]
 
+# the help card's groups, in its order
+GROUPS = ("拜访", "审批", "提醒", "其他")
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    """One line of the ``help`` card: the words that start the command, what it does (short,
+    "中文 / English") and one example of it as a user would type it."""
+
+    words: tuple[str, ...]
+    summary: str
+    example: str
+    group: str
+
 
 @dataclass
 class Router:
     name: str
+    group: str = "其他"  # where this router's commands appear in the help card
     commands: dict[str, Handler] = field(default_factory=dict)
     actions: dict[str, Handler] = field(default_factory=dict)
     msg_types: dict[str, Handler] = field(default_factory=dict)
     fallbacks: list[Handler] = field(default_factory=list)
-    help: list[tuple[str, str]] = field(default_factory=list)
+    help: list[CommandHelp] = field(default_factory=list)
 
-    def command(self, *words: str, help: str = ""):  # noqa: A002 - reads well at call sites
+    def command(self, *words: str, help: str, example: str = ""):  # noqa: A002
+        """Register a command. ``help`` ("中文 / English", short) and ``example`` (defaults
+        to the first word) feed the generated help card: no command without them."""
+        if " / " not in help:
+            raise ValueError(f"command {words[0]!r}: help needs '中文 / English'")
+
         def deco(fn: Handler) -> Handler:
             for w in words:
                 self.commands[w.lower()] = fn
-            if help:
-                self.help.append((" / ".join(words), help))
+            self.help.append(CommandHelp(tuple(words), help, example or words[0], self.group))
             return fn
 
         return deco

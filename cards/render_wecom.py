@@ -110,7 +110,7 @@ def render_card(card: Card, task_id: str) -> dict[str, Any]:
     overflow = card.fields[MAX_FIELDS:]
     body += [f"{f.label}：{f.value}" for f in overflow]
     if card.text:
-        body.append(card.text.replace("**", ""))
+        body.append(card.text.replace("**", "").replace("`", ""))  # plain text here
     tpl: dict[str, Any] = {
         "card_type": "button_interaction",
         "main_title": {"title": _cut(card.title, TITLE_CHARS)},

@@ -21,12 +21,43 @@ from bot.ctx import Ctx
 from bot.router import Router
 from cards import Button, Card
 from config.alert_rules import DORMANT_TAG
+from jobs.alerts import RunCtx, overdue_card, scan_overdue, scan_stale, stale_card
 from jobs.targets import MANAGER_ROLES, Org, load_org, scalars
 from storage.alert_models import AlertState
 from storage.models import Customer, Deal, Invoice, User, Visit
+from storage.rules import current_alert_rules
 
-router = Router("alerts")
+router = Router("alerts", group="提醒")
 SNOOZE_DAYS = 7
+NOT_BOUND = "未找到你的账号，请联系管理员绑定。/ Your account is not set up yet; ask an admin."
+
+
+# -- on demand ---------------------------------------------------------------------------------
+@router.command("提醒", "alerts", help="现在看我的提醒 / my alerts now")
+async def alerts_now(ctx: Ctx) -> None:
+    """The stale-deal and overdue-invoice cards of the scheduled scans, for the asker's own
+    deals and invoices (a manager's: their people's too), cooldowns ignored, snoozes kept."""
+    if ctx.user is None:
+        await ctx.reply(NOT_BOUND)
+        return
+    org = await load_org(ctx.session)
+    rc = RunCtx(session=ctx.session, rules=await current_alert_rules(ctx.session,
+                                                                     ctx.settings.rules),
+                now=ctx.clock(), secret=ctx.secret, dialect="", org=org, on_demand=True)
+    mine = {ctx.user.id}
+    if ctx.user.role in MANAGER_ROLES:
+        mine |= set(org.reports_of(ctx.user.id))
+    dest = f"user:{ctx.user.id}"
+    sent = 0
+    for scan, build in ((scan_stale, stale_card), (scan_overdue, overdue_card)):
+        items = [i for i in await scan(rc) if i.owner_id in mine or ctx.user.role == "admin"]
+        if items:
+            items.sort(key=lambda i: (-i.sort, i.entity_id))
+            await ctx.reply(build(rc, dest, items))
+            sent += 1
+    ctx.audit("alerts.on_demand", "user", str(ctx.user.id), cards=sent)
+    if not sent:
+        await ctx.reply("现在没有需要处理的提醒 👍 / Nothing needs attention right now.")
 
 
 async def _entity(ctx: Ctx):

@@ -21,7 +21,7 @@ from config.rules import ApprovalRules, load_rules
 from handlers import approval_cards as ac
 from storage import approvals as sm
 
-router = Router("approvals")
+router = Router("approvals", group="审批")
 
 KIND_WORDS = {
     "quote": ("报价", "quote"),
@@ -152,6 +152,12 @@ async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None) -> 
                             f"/ Unknown customer {subject!r}.")
             return
         deal = await sm.open_deal(session, customer.id, ctx.user.id)
+        if kind == "discount" and (deal is None or not deal.amount):
+            # a discount is off a deal's amount: without one the request would say "¥0"
+            await ctx.reply(f"「{customer.name}」没有进行中的商机，折扣无从计算。请先建立商机，"
+                            f"或改用 `报价 {subject} 金额`。/ {customer.name} has no open deal "
+                            "to discount.")
+            return
         if kind == "discount":
             m = _PERCENT.match(value)
             if m:
@@ -197,12 +203,19 @@ def _kind_handler(kind: str):
     return handler
 
 
+KIND_HELP = {  # the help card's line: what it asks for, and an example
+    "quote": ("报价审批 / quote", "报价 华东精密 86000"),
+    "discount": ("折扣审批 / discount", "折扣 华东精密 15%"),
+    "contract": ("合同审批 / contract", "合同 华东精密 120万"),
+    "new_customer": ("新建客户 / new customer", "新客户 明辉五金"),
+}
 for _kind, _words in KIND_WORDS.items():
-    router.command(*_words, help=usage(_kind))(_kind_handler(_kind))
+    router.command(*_words, help=KIND_HELP[_kind][0],
+                   example=KIND_HELP[_kind][1])(_kind_handler(_kind))
 
 
 # -- starting from a card ----------------------------------------------------------------------
-@router.command("审批", "申请", "approval", help="用卡片发起审批 / start a request from a card")
+@router.command("审批", "申请", "approval", help="用表单申请 / by form")
 async def request_form(ctx: Ctx) -> None:
     """A form: where the platform draws inputs (Feishu, DingTalk) the request is filled in on
     the card; WeCom draws the kind as buttons and the tap answers with the chat syntax."""
@@ -434,7 +447,7 @@ async def on_reject_confirm(ctx: Ctx) -> None:
 
 
 # -- queries -----------------------------------------------------------------------------------
-@router.command("待我审批", "待审批", "pending", help="列出等我审批的申请 / what waits for me")
+@router.command("待我审批", "待审批", "pending", help="等我审批的 / waiting for me")
 async def pending_cmd(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
@@ -458,7 +471,7 @@ async def pending_cmd(ctx: Ctx) -> None:
         await n.card_to(v, step, ctx.user.id)
 
 
-@router.command("我的申请", "my", "mine", help="我提交的申请及状态 / my requests")
+@router.command("我的申请", "my", "mine", help="我的申请 / my requests")
 async def mine_cmd(ctx: Ctx) -> None:
     words = ctx.event.text.strip().lower().split()
     if words[0] == "my" and (len(words) < 2 or not words[1].startswith("request")):
@@ -482,7 +495,7 @@ async def mine_cmd(ctx: Ctx) -> None:
 
 
 # -- delegation --------------------------------------------------------------------------------
-@router.command("委托", "delegate", help="`委托 张三 至 12-01`：休假期间由他人代审批")
+@router.command("委托", "delegate", help="请人代批 / delegate", example="委托 张三 至 12-01")
 async def delegate_cmd(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
@@ -524,7 +537,7 @@ async def delegate_cmd(ctx: Ctx) -> None:
                                    + (f"现有 {sent} 个待审批。" if sent else ""))
 
 
-@router.command("取消委托", "undelegate", help="结束委托 / end delegation")
+@router.command("取消委托", "undelegate", help="结束代批 / end delegation")
 async def undelegate_cmd(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
@@ -561,8 +574,7 @@ def rules_card(rules: ApprovalRules, saved: bool) -> Card:
                    value=f"{rules.quiet_start:%H:%M}–{rules.quiet_end:%H:%M}")])
 
 
-@router.command("审批规则", "approval-rules",
-                help="管理员：查看/修改审批规则（JSON，保存为新版本）/ admins: approval rules")
+@router.command("审批规则", "approval-rules", help="审批规则 / approval rules")
 async def rules_cmd(ctx: Ctx) -> None:
     """``审批规则`` shows the rules in force; ``审批规则 {json}`` (admins) merges the JSON into
     them and stores a new version; requests in flight keep the version they started with."""

@@ -69,12 +69,15 @@ class MediaServices(Protocol):
 @router.message("voice")
 async def on_voice(ctx: Ctx) -> None:
     media = ctx.event.media
-    secs = round((media.duration_ms or 0) / 1000) if media else 0
+    # WeCom's callback carries no duration: say none rather than "0 秒" (the transcript card
+    # gives the length measured from the audio itself)
+    secs = round(media.duration_ms / 1000) if media and media.duration_ms else 0
+    length = f" {secs} 秒" if secs else ""
     heard = f"（平台识别：{media.recognition}）" if media and media.recognition else ""
     if media is None or not media.key:
         await ctx.reply(f"收到语音{heard}（无法下载：消息里没有文件）")
         return
-    await ctx.reply(f"收到语音 {secs} 秒{heard}\n{VOICE_ACK}")
+    await ctx.reply(f"收到语音{length}{heard}\n{VOICE_ACK}")
     await ctx.defer("transcribe")
 
 
@@ -141,7 +144,8 @@ async def transcribe_job(ctx: Ctx, svc: MediaServices, args: dict[str, Any]) -> 
     row = await _buffer_row(ctx)
     cands = await find_customers(ctx, text)
     follow = next_step_date(text, local_today(ctx))
-    body = f"**转写 / Transcript**：{text}"
+    secs = round(tr.audio_seconds) if tr.audio_seconds else 0
+    body = f"**转写 / Transcript**{f'（{secs} 秒）' if secs else ''}：{text}"
     if not cands:
         body += "\n\n未识别到客户：请在语音里说出客户名称。/ No customer recognised."
     evidence = {"audio_sha256": audio_sha, "lang": tr.language,

@@ -43,18 +43,19 @@ from bot.matching import Candidate, MatcherCache, is_ambiguous
 from bot.router import Router
 from cards import KV, Button, Card, Checkbox, DatePicker, Option, Select
 from storage import chat_buffer
-from storage.models import ChatMessage, Customer, Deal, Identity, Task, Visit
+from storage.models import ChatMessage, Customer, Deal, Identity, Task, User, Visit
 
 log = logging.getLogger(__name__)
 
-router = Router("visits")
+router = Router("visits", group="拜访")
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # what reps read; storage stays UTC
 SYNC_MESSAGES = 3
 SCAN_LIMIT = 60
 MAX_CANDIDATES = 5
 OPEN_STAGES = ("lead", "qualified", "proposal", "negotiation")
-SOURCE_LABEL = {"chat_sync": "聊天同步", "voice": "语音", "photo": "照片", "manual": "手动"}
+SOURCE_LABEL = {"chat_sync": "聊天同步", "voice": "语音", "photo": "照片", "manual": "手动",
+                "text": "文字", "alert": "提醒跟进"}
 SYNC_WORDS = ("同步", "sync")
 
 NO_CUSTOMER_TEXT = (
@@ -98,6 +99,18 @@ def is_sync_word(text: str) -> bool:
     return not text or text.split()[0].lower() in SYNC_WORDS
 
 
+def is_command(text: str) -> bool:
+    """A message that starts with any of the bot's commands (``报价 …``, ``帮助``) is an
+    instruction to the bot, not a note about a visit: sync skips it."""
+    from handlers import ROUTERS  # the package imports this module: at call time
+
+    text = (text or "").strip()
+    if not text:
+        return True
+    word = text.split()[0].lower()
+    return any(word in r.commands for r in ROUTERS)
+
+
 def local_today(ctx: Ctx) -> date:
     return ctx.clock().astimezone(LOCAL_TZ).date()
 
@@ -107,7 +120,7 @@ def _fmt_time(at: datetime) -> str:
 
 
 # -- one-tap sync ------------------------------------------------------------------------------
-@router.command(*SYNC_WORDS, help="把最近提到客户的 3 条聊天记成一次拜访 / file a visit from chat")
+@router.command(*SYNC_WORDS, help="把聊天记成拜访 / file a visit from chat")
 async def sync_cmd(ctx: Ctx) -> None:
     await _sync(ctx)
 
@@ -120,6 +133,8 @@ async def sync_tap(ctx: Ctx) -> None:
 
 
 async def _sync(ctx: Ctx) -> None:
+    """The last few buffered messages that name a customer (commands to the bot skipped),
+    one draft per customer: messages about two customers never mix in one visit."""
     ev = ctx.event
     days = ctx.settings.chat_buffer_days
     rows = await chat_buffer.recent(
@@ -129,7 +144,7 @@ async def _sync(ctx: Ctx) -> None:
     picked: list[tuple[ChatMessage, list[Candidate]]] = []
     for row in rows:
         text = (row.text or "").strip()
-        if is_sync_word(text):
+        if is_command(text):
             continue
         cands = await find_customers(ctx, text)
         if cands:
@@ -140,21 +155,28 @@ async def _sync(ctx: Ctx) -> None:
         await ctx.reply(NO_CUSTOMER_TEXT.format(days=days))
         return
     picked.reverse()  # oldest first on the card
-    ranked = aggregate([c for _row, cands in picked for c in cands])
+    # group by each message's best customer (an ambiguous message stays with its best guess;
+    # the card then asks which)
+    groups: dict[int, list[tuple[ChatMessage, list[Candidate]]]] = {}
+    for row, cands in picked:
+        groups.setdefault(cands[0].customer_id, []).append((row, cands))
     today = local_today(ctx)
-    # the next step named in the newest message that names one ("今天拜访…，明天再确认" →
-    # tomorrow, not the visit's own "today"); the page's sync and the voice note agree
-    follow = next((d for row, _ in reversed(picked)
-                   if (d := next_step_date(row.text, today))), None)
     names = await _sender_names(ctx, [row for row, _ in picked])
-    lines = [f"**{names.get(row.sender, row.sender)}** {_fmt_time(row.sent_at)}：{row.text}"
-             for row, _ in picked]
-    card = draft_card(ctx, source="chat_sync", candidates=ranked,
-                      message_ids=[row.id for row, _ in picked], body="\n".join(lines),
-                      follow_up_on=follow)
-    await ctx.reply(card)
+    for n, group in enumerate(groups.values()):
+        ranked = aggregate([c for _row, cands in group for c in cands])
+        # the next step named in the newest message that names one ("今天拜访…，明天再确认"
+        # → tomorrow, not the visit's own "today"); the page's sync and the voice note agree
+        follow = next((d for row, _ in reversed(group)
+                       if (d := next_step_date(row.text, today))), None)
+        lines = [f"**{names.get(row.sender, row.sender)}** {_fmt_time(row.sent_at)}：{row.text}"
+                 for row, _ in group]
+        title = "" if len(groups) == 1 else f"同步的拜访 {n + 1}/{len(groups)} / Visit {n + 1}"
+        card = draft_card(ctx, source="chat_sync", candidates=ranked,
+                          message_ids=[row.id for row, _ in group], body="\n".join(lines),
+                          follow_up_on=follow, title=title, part=n)
+        await ctx.reply(card)
     ctx.audit("visit.sync", "chat", ev.chat.id or ev.sender, messages=len(picked),
-              candidates=[c.customer_id for c in ranked])
+              drafts=len(groups), candidates=sorted(groups))
 
 
 def aggregate(cands: Sequence[Candidate]) -> list[Candidate]:
@@ -178,16 +200,19 @@ async def _sender_names(ctx: Ctx, rows: Sequence[ChatMessage]) -> dict[str, str]
 
 async def sender_names(session: Any, rows: Sequence[ChatMessage], platform: str,
                        app_id: str) -> dict[str, str]:
-    """Sender id → display name: the buffered name, else the identity's display name."""
-    names = {r.sender: r.sender_name for r in rows if r.sender_name}
-    missing = {r.sender for r in rows} - set(names)
-    if missing:
-        q = select(Identity.external_id, Identity.display_name).where(
-            Identity.platform == platform, Identity.app_id == app_id,
-            Identity.external_id.in_(missing))
-        for ext, name in (await session.exec(q)).all():
-            if name:
-                names[ext] = name
+    """Sender id → a person's name, never a platform id: our user's name for a known identity,
+    else the identity's display name, else the name the platform sent with the message."""
+    names = {r.sender: r.sender_name for r in rows
+             if r.sender_name and r.sender_name != r.sender}
+    senders = {r.sender for r in rows}
+    if senders:
+        q = (select(Identity.external_id, User.name, Identity.display_name)
+             .outerjoin(User, User.id == Identity.user_id)
+             .where(Identity.platform == platform, Identity.app_id == app_id,
+                    Identity.external_id.in_(senders)))
+        for ext, user_name, display in (await session.exec(q)).all():
+            if user_name or display:
+                names[ext] = user_name or display
     return names
 
 
@@ -207,18 +232,20 @@ def messages_summary(messages: Sequence[dict[str, Any]]) -> str:
 def draft_card(ctx: Ctx, *, source: str, candidates: Sequence[Candidate],
                message_ids: Sequence[int] = (), evidence: dict[str, Any] | None = None,
                body: str = "", title: str = "", follow_up_on: date | None = None,
-               summary: str = "") -> Card:
+               summary: str = "", part: int = 0) -> Card:
     """A draft visit for the rep who sent the current event to confirm.
 
     ``candidates``: ranked (``bot.matching``); one clear winner is preselected, several close
     ones become a 客户 select. ``message_ids``: ``chat_messages`` rows whose text is the
     evidence (kept while the buffer keeps them). ``evidence``: small extras (≤ ~300 bytes of
     JSON: photo hash, GPS). ``summary``: a short summary (≤ 200 chars) saved as is; by default
-    the summary is built from the messages on save."""
+    the summary is built from the messages on save. ``part``: the n-th of several drafts one
+    event makes (a sync about two customers)."""
     ev = ctx.event
     ambiguous = is_ambiguous(list(candidates))
     chosen = list(candidates[:MAX_CANDIDATES]) if ambiguous else list(candidates[:1])
-    draft = hashlib.sha256(f"{ev.dedupe_key}:{source}".encode()).hexdigest()[:16]
+    key = f"{ev.dedupe_key}:{source}" + (f":{part}" if part else "")  # part: one of several
+    draft = hashlib.sha256(key.encode()).hexdigest()[:16]
     args: dict[str, Any] = {
         "d": draft, "p": ev.platform, "u": ev.sender, "src": source,
         "c": [c.customer_id for c in chosen], "m": [int(i) for i in message_ids],
@@ -440,8 +467,40 @@ def visit_audit_detail(visit: Visit, deal: Deal | None) -> dict[str, Any]:
                 draft=str((visit.evidence or {}).get("draft", "")))
 
 
+# -- a note that names a customer ---------------------------------------------------------------
+NOTE_MIN_CHARS = 4  # "好的", "ok" never become visits
+
+
+@router.fallback()
+async def note_or_echo(ctx: Ctx) -> None:
+    """Text no command claims: when it names a customer, offer to file it (one tap) —
+    "拜访了华东精密，谈了秋季订货" → a "记为拜访？" draft; else say what was understood."""
+    from handlers.help import understood  # help is the last router: the plain echo
+
+    ev = ctx.event
+    text = (ev.text or "").strip()
+    # 1:1 with the bot only: in a group, people talk to each other, not to the bot
+    if (ev.kind == "message" and ev.msg_type in ("text", "rich_text") and ctx.user is not None
+            and ev.chat.type != "group" and len(text) >= NOTE_MIN_CHARS):
+        cands = await find_customers(ctx, text)
+        if cands:
+            q = select(ChatMessage.id).where(
+                ChatMessage.platform == ev.platform, ChatMessage.app_id == ev.app_id,
+                ChatMessage.message_id == (ev.message_id or ev.event_id))
+            row_id = (await ctx.session.exec(q)).first()
+            card = draft_card(ctx, source="text", candidates=cands,
+                              message_ids=[row_id] if row_id else [],
+                              body=f"**记录 / Note**：{text}",
+                              title="记为拜访？/ File as a visit?",
+                              follow_up_on=next_step_date(text, local_today(ctx)),
+                              summary="" if row_id else text[:200])
+            await ctx.reply(card)
+            return
+    await understood(ctx)
+
+
 # -- my visits -----------------------------------------------------------------------------------
-@router.command("我的拜访", "visits", "拜访记录", help="最近的拜访记录 / my recent visits")
+@router.command("我的拜访", "visits", "拜访记录", help="最近的拜访 / my recent visits")
 async def my_visits(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply("还没有识别到你的账号，请联系管理员绑定。"

@@ -52,6 +52,7 @@ class RunCtx:
     dialect: str
     org: Org
     stats: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    on_demand: bool = False  # someone asked (``提醒``): every qualifying item, cooldown or not
 
     @property
     def day(self) -> str:
@@ -123,7 +124,8 @@ async def scan_stale(rc: RunCtx) -> list[Item]:
             continue
         sev = "red" if days >= th.red_days else "yellow"
         level = SEVERITY_RANK[sev]
-        if not should_alert(rc.now, level, s_level, s_last, s_snooze, r.cooldown_days):
+        if not should_alert(rc.now, level, s_level, s_last, s_snooze,
+                            0 if rc.on_demand else r.cooldown_days):
             rc.stats["suppressed"] += 1
             continue
         dot = "🔴" if sev == "red" else "🟡"
@@ -136,11 +138,11 @@ async def scan_stale(rc: RunCtx) -> list[Item]:
 
 async def run_stale(rc: RunCtx) -> dict:
     items = await scan_stale(rc)
-    await deliver(rc, "stale", items, _stale_card)
+    await deliver(rc, "stale", items, stale_card)
     return dict(rc.stats)
 
 
-def _stale_card(rc: RunCtx, dest: str, items: list[Item]) -> Card:
+def stale_card(rc: RunCtx, dest: str, items: list[Item]) -> Card:
     red = sum(1 for i in items if i.severity == "red")
     r = rc.rules.stale
     return _card(rc, dest, items,
@@ -178,7 +180,8 @@ async def scan_overdue(rc: RunCtx) -> list[Item]:
         if rung == 0:
             continue
         sev = "red" if rung >= r.red_from else "yellow"
-        if not should_alert(rc.now, rung, s_level, s_last, s_snooze, r.cooldown_days):
+        if not should_alert(rc.now, rung, s_level, s_last, s_snooze,
+                            0 if rc.on_demand else r.cooldown_days):
             rc.stats["suppressed"] += 1
             continue
         outstanding = float(amount) - float(paid or 0)
@@ -193,11 +196,11 @@ async def scan_overdue(rc: RunCtx) -> list[Item]:
 
 async def run_overdue(rc: RunCtx) -> dict:
     items = await scan_overdue(rc)
-    await deliver(rc, "overdue", items, _overdue_card)
+    await deliver(rc, "overdue", items, overdue_card)
     return dict(rc.stats)
 
 
-def _overdue_card(rc: RunCtx, dest: str, items: list[Item]) -> Card:
+def overdue_card(rc: RunCtx, dest: str, items: list[Item]) -> Card:
     total = sum(i.amount for i in items)
     return _card(rc, dest, items, title=f"逾期回款提醒 · {len(items)} 笔 · 未收 {money(total)}",
                  color="red" if any(i.severity == "red" for i in items) else "orange",

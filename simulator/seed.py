@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
@@ -27,6 +28,7 @@ from storage.models import (
 )
 
 PLATFORMS = ("wecom", "dingtalk", "feishu")
+ORG_TZ = ZoneInfo("Asia/Shanghai")  # AlertRules' default timezone
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def seed(url: str, app_ids: dict[str, str], migrate: bool = True) -> dict[str, i
         upgrade(url)
     engine = sync_engine(url)
     now = datetime.now(UTC)
-    today = now.date()
+    today = now.astimezone(ORG_TZ).date()  # the org's day, as the digest and dashboard count
     try:
         with Session(engine) as s:
             teams = {name: _get_or_add(s, Team, {"name": name}, region=region)

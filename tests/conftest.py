@@ -2,6 +2,12 @@
 
 PostgreSQL: a throw-away database per test on 127.0.0.1:5432 (user postgres, trust auth). Under
 ``CI=true`` a missing PostgreSQL is a failure, not a skip.
+
+The clock: a test whose outcome depends on today's date is marked ``dates`` (module-wide with
+``pytestmark``) and runs with the clock moved to ``FIELDBOT_TEST_NOW`` (ISO 8601 with an offset;
+default ``DEFAULT_NOW``), ticking from there, so it never reads the wall clock for its
+expectations. ``scripts/test.sh`` runs the ``dates`` tests again at the awkward dates in
+``tests/dates.txt`` (month ends, 29 February, 31 December, a Monday, 23:59:30 Shanghai).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -40,6 +47,33 @@ def _no_network(monkeypatch) -> None:
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     _no_network(monkeypatch)
+
+
+DEFAULT_NOW = "2026-06-15T10:00:00+08:00"
+
+
+def test_now() -> datetime:
+    """The instant ``dates`` tests run at: ``FIELDBOT_TEST_NOW`` or ``DEFAULT_NOW``."""
+    raw = os.environ.get("FIELDBOT_TEST_NOW") or DEFAULT_NOW
+    at = datetime.fromisoformat(raw)
+    if at.tzinfo is None:
+        raise pytest.UsageError(f"FIELDBOT_TEST_NOW needs a UTC offset: {raw!r}")
+    return at
+
+
+test_now.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(request):
+    """``dates`` tests run on a fixed day (ticking from ``test_now()``), never the wall clock."""
+    if request.node.get_closest_marker("dates") is None:
+        yield None
+        return
+    import time_machine
+
+    with time_machine.travel(test_now(), tick=True) as traveller:
+        yield traveller
 
 
 def make_pg_database() -> str:

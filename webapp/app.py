@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.errors import BAD_INPUT, unexpected
 from webapp.auth import session_middleware
 from webapp.core import WEB, WebCtx
 from webapp.render import JINJA, error_page, make_env
@@ -37,9 +38,13 @@ async def friendly_errors(request: web.Request, handler) -> web.StreamResponse:
             return error_page(request, 413, "文件太大 / The upload is too large (limit "
                               f"{web_ctx_limit(request) // (1024 * 1024)} MB).")
         raise
-    except (ValueError, KeyError, TypeError) as exc:
+    except BAD_INPUT as exc:
         log.warning("bad request to %s: %s", request.path, exc.__class__.__name__)
         return error_page(request, 400, "请求无效 / That request was not valid.")
+    except Exception as exc:  # noqa: BLE001 - the catch-all: an id, one log line, no trace out
+        eid = unexpected(exc, request.path)
+        return error_page(request, 500, f"出错了，请稍后重试（错误编号 {eid}）/ Something went "
+                                        f"wrong; please retry (error {eid}).")
 
 
 def web_ctx_limit(request: web.Request) -> int:

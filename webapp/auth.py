@@ -51,12 +51,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             request[USER_KEY] = user
     if request.method in UNSAFE and request.path not in NO_SESSION_POSTS:
         sess = request.get(SESSION_KEY)
+        if sess is None:  # before any byte of the body is read
+            return web.json_response({"error": "not signed in"}, status=401)
         token = request.headers.get(ws.CSRF_HEADER)
         if token is None and request.content_type in ("application/x-www-form-urlencoded",
                                                       "multipart/form-data"):
+            # malformed bodies (no boundary, over-long lines) are friendly_errors' 400
             token = (await request.post()).get(ws.CSRF_FIELD)
-        if sess is None:
-            return web.json_response({"error": "not signed in"}, status=401)
         if not ws.csrf_ok(ctx.secret, sess.nonce, token if isinstance(token, str) else None):
             log.warning("CSRF check failed on %s %s", request.method, request.path)
             return error_page(request, 403, "表单已过期，请刷新页面后重试 / The form expired or "

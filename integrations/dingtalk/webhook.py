@@ -15,9 +15,12 @@ Card-platform callbacks (``outTrackId`` + ``content``) become ``card_action`` ev
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -39,6 +42,32 @@ EVENTS_PATH = "/webhooks/dingtalk/events"
 URL_CHECKS = {"check_url", "check_create_suite_url", "check_update_suite_url"}
 
 
+class SignLedger:
+    """(timestamp, sign) → the digest of the first body that came with it, kept for the replay
+    window (after it the timestamp check refuses the pair anyway). Bounded: past ``cap`` pairs
+    the oldest go first. Per process; several instances behind one URL each keep their own."""
+
+    def __init__(self, window_s: int, cap: int = 200_000):
+        self.window_s = max(window_s, 1)
+        self.cap = cap
+        self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def bind(self, timestamp: str, sign: str, body: bytes, now: float) -> bool:
+        """True when the pair is new (now bound to ``body``) or already bound to this body."""
+        while self._seen:
+            key, (at, _digest) = next(iter(self._seen.items()))
+            if now - at <= 2 * self.window_s and len(self._seen) < self.cap:
+                break
+            del self._seen[key]
+        pair = hashlib.sha256(f"{timestamp}\n{sign}".encode()).hexdigest()
+        digest = hashlib.sha256(body).digest()
+        got = self._seen.get(pair)
+        if got is None:
+            self._seen[pair] = (now, digest)
+            return True
+        return hmac.compare_digest(got[1], digest)
+
+
 def _unauthorized() -> web.Response:
     return web.json_response({"error": "unauthorized"}, status=401)
 
@@ -56,6 +85,7 @@ class DingTalkWebhook:
         self._secret = app_secret
         self.replay_window_s = replay_window_s
         self.clock = clock
+        self.signs = SignLedger(replay_window_s)
 
     def routes(self):
         return [("POST", ROBOT_PATH, self.robot), ("POST", EVENTS_PATH, self.events)]
@@ -91,6 +121,13 @@ class DingTalkWebhook:
             return _bad()
         if event is None:
             return web.json_response({})
+        # The sign covers only the timestamp, not the body: a captured (timestamp, sign) pair
+        # could carry any body (another sender) inside the window. Each pair is bound to the
+        # first body seen with it; the same pair with another body is refused. (The same pair
+        # with the same body is a duplicate delivery: acknowledged, deduped on msgId.)
+        if not self.signs.bind(ts, sign, body, self.clock()):
+            log.warning("dingtalk robot: a (timestamp, sign) pair reused with another body")
+            return _unauthorized()
         if (failed := await self._submit(event)) is not None:
             return failed
         return web.json_response({})

@@ -16,7 +16,14 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 
 
 class XMLRefused(ValueError):
-    """Malformed XML, or XML with a DTD / entity declaration / external reference."""
+    """Malformed XML, or XML with a DTD / entity declaration / external reference, or nested
+    deeper / holding more elements than any WeCom message does."""
+
+
+# WeCom's deepest message (a template-card event) is 4 levels and under 100 elements; refusing
+# in the start handler keeps the builder's stack, ``_tree``'s recursion and memory bounded.
+MAX_DEPTH = 12
+MAX_ELEMENTS = 1000
 
 
 def _forbid_dtd(name, sysid, pubid, _has_internal_subset):
@@ -38,13 +45,17 @@ def _forbid_external(context, base, sysid, pubid):
 class _Builder:
     """Element stack of ``[tag, children, text parts]``; the root ends up in ``root``."""
 
-    __slots__ = ("stack", "root")
+    __slots__ = ("stack", "root", "count")
 
     def __init__(self):
         self.stack: list[list] = []
         self.root: list | None = None
+        self.count = 0
 
     def start(self, tag, _attrs):
+        self.count += 1
+        if len(self.stack) >= MAX_DEPTH or self.count > MAX_ELEMENTS:
+            raise XMLRefused("too deep" if len(self.stack) >= MAX_DEPTH else "too many elements")
         self.stack.append([tag, [], []])
 
     def data(self, text):
@@ -82,6 +93,8 @@ def parse_flat(data: bytes | str, root_tag: str = "xml") -> dict:
     p.CharacterDataHandler = b.data
     try:
         p.Parse(data, True)
+    except XMLRefused:
+        raise
     except (expat.ExpatError, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden,
             ValueError, TypeError) as exc:
         raise XMLRefused(exc.__class__.__name__) from exc

@@ -15,6 +15,8 @@ from config import load_settings
 from jobs.runner import AlertJobs
 from tests.alerts.conftest import NOW, Env
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 
 class App:
     def __init__(self, env: Env, tmp_path):

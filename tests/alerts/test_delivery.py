@@ -125,4 +125,4 @@ async def test_10000_alerts_50_chats_exactly_once_through_limits_and_a_restart(d
         await env.close()
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.dates]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from jobs.runner import DONE
 from tests.alerts.conftest import NOW, days_ago, to_ids
+
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
 
 
 def day(n: int) -> datetime:

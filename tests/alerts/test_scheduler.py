@@ -18,6 +18,8 @@ from jobs.scheduler import SCHEDULER, JobScheduler
 from storage.db import async_engine
 from tests.alerts.conftest import NOW, SECRET
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 
 def seed_many(env, n: int = 60) -> None:
     for i in range(n):

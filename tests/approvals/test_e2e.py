@@ -13,6 +13,8 @@ import pytest
 from simulator.demo import start_demo
 from simulator.server import FEISHU_PATH
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 PLATFORMS = ["wecom", "dingtalk", "feishu"]
 EXT = {"wecom": "{}", "dingtalk": "ding_{}", "feishu": "ou_{}"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col, select
 
 from config import load_settings
@@ -12,6 +13,8 @@ from config.rules import load_rules
 from jobs.approvals import scan
 from storage.models import AuditLog, OutboxMessage
 from tests.approvals.helpers import T0, new_request, state, tap
+
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
 
 SECRET = b"test-secret"
 

@@ -102,7 +102,7 @@ async def test_help_queues_one_card_and_duplicate_is_ignored(core):
     assert len(out) == 1
     row = out[0]
     assert row["message"]["kind"] == "card"
-    assert row["message"]["card"]["title"] == "拜访助手 FieldBot"
+    assert row["message"]["card"]["title"] == "拜访助手 FieldBot · 帮助"
     assert row["target"] == {"platform": "wecom", "app_id": "corp1", "kind": "user",
                              "id": "zhangsan", "extra": {}}
     assert row["idem_key"].startswith("in:")
@@ -129,7 +129,7 @@ async def test_failing_handler_retried_then_reported(db_url, tmp_path):
     calls = []
     r = Router("boom")
 
-    @r.command("boom")
+    @r.command("boom", help="失败 / fails")
     async def boom(ctx):
         calls.append(ctx.event.event_id)
         await ctx.reply("half-done")  # must be rolled back with the failure
@@ -169,7 +169,7 @@ async def test_concurrent_runs_of_one_row_commit_once(db_url, tmp_path):
     started = asyncio.Event()
     r = Router("slow")
 
-    @r.command("slow")
+    @r.command("slow", help="慢 / slow")
     async def slow(ctx):
         await ctx.reply("one")
         await ctx.reply("two")

@@ -17,6 +17,8 @@ from storage.migrate import upgrade
 from storage.models import ApprovalRequest, OutboxMessage, User
 from storage.retention import purge_inbox, purge_outbox
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 _SET = text("UPDATE inbox_events SET received_at=:t, status=:s, done_at=:t WHERE id=:id"
             ).bindparams(bindparam("t", type_=DateTime(timezone=True)))

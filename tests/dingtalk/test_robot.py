@@ -119,3 +119,21 @@ async def test_inbox_down_is_503(env: Env):
     status, _ = await env.sim.tap_card(env.events_url, "u503", "fb-x", "t.m")
     assert status == 503
     assert env.count("inbox_events") == 0
+
+
+async def test_captured_sign_with_another_body_is_refused(env: Env):
+    """The robot's sign covers only the timestamp: a captured (timestamp, sign) pair replayed
+    with a body claiming another sender (a manager) is refused, nothing stored or sent; the
+    same request delivered twice is still a duplicate, answered once."""
+    genuine = env.sim.robot_payload("zhangsan", "text", {"text": {"content": "你好"}},
+                                    msg_id="m-cap-1")
+    headers = env.sim.sign_robot()
+    assert (await env.sim.post_robot(env.url, genuine, headers))[0] == 200
+    assert (await env.sim.post_robot(env.url, genuine, headers))[0] == 200  # a re-delivery
+    forged = env.sim.robot_payload("lijingli", "text", {"text": {"content": "审批规则 {}"}},
+                                   msg_id="m-cap-2")
+    assert (await env.sim.post_robot(env.url, forged, headers))[0] == 401
+    await env.wait_sent(1, dest="zhangsan")
+    await env.wait_idle()
+    assert env.count("inbox_events") == 1
+    assert env.sim.sent("lijingli") == []

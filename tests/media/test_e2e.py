@@ -79,11 +79,17 @@ async def test_voice_note_becomes_a_visit(env: Env):
     env.sim.add_media("v1", fixture_bytes("visit_zh_dtx.amr"))
     await env.sim.send_voice(env.url, REP, "v1")
     await env.wait_for(lambda: cards(env), 30, "draft card")
-    assert texts(env)[0].startswith("收到语音 ") and "正在转写" in texts(env)[0]
+    # WeCom's voice callback carries no duration: no "0 秒" in the acknowledgement …
+    assert texts(env)[0].startswith("收到语音\n") and "正在转写" in texts(env)[0]
     assert fake.hot_words[:2] and "华东精密" in fake.hot_words
     call = cards(env)[0]
     tpl = call.body["template_card"]
     dump = json.dumps(tpl, ensure_ascii=False)
+    # … the transcript card gives the length measured from the audio
+    from integrations.media.audio import decode
+
+    secs = round(decode(fixture_bytes("visit_zh_dtx.amr")).seconds)
+    assert secs > 0 and f"（{secs} 秒）" in dump
     assert "华东精密零部件有限公司" in dump and "下周二" in dump  # simplified (t2s) transcript
     assert "跟进" in dump
     await tap_first(env, call)

@@ -8,6 +8,8 @@ import pytest
 
 from bot.dates import add_months, find_date, parse_date
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 TODAY = date(2024, 5, 15)  # a Wednesday
 
 

@@ -13,6 +13,8 @@ from cards import unpack_action
 from simulator.seed import seed
 from tests.core.test_dispatcher import build, close, make_event
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 APP = "corp1"
 
 
@@ -43,6 +45,13 @@ def cards(core) -> list[dict]:
                                                                              "update_card")]
 
 
+def sync_drafts(core) -> list[dict]:
+    """The drafts ``同步`` made (each note naming a customer also gets its own "记为拜访？"
+    card in a 1:1 chat; those are source 文字, not 聊天同步)."""
+    return [c for c in cards(core) if c["kind"] == "card" and any(
+        f["value"] == "聊天同步" for f in c["card"]["fields"])]
+
+
 def buttons(card: dict, secret: bytes) -> dict[str, str]:
     return {b["text"]: b["action"] for b in card["card"]["buttons"]}
 
@@ -59,7 +68,7 @@ async def test_sync_save_with_follow_up_and_double_save(core):
     assert all(r[1] == "zhangsan" and r[2] == "zhangsan" for r in rows)
 
     await core.ingress.submit(say(5, "同步"), toast_wait=5)
-    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    (card,) = sync_drafts(core)
     body = card["card"]
     assert body["fields"][0]["value"] == "华东精密零部件有限公司"
     assert "今天拜访了华东精密" in body["text"] and "下周二带样品" in body["text"]
@@ -108,7 +117,7 @@ async def test_only_requester_saves_and_discard(core):
     secret = core.dispatcher.secret
     await core.ingress.submit(say(1, "刚从恒信电子出来", chat="grp1", group=True), toast_wait=5)
     await core.ingress.submit(say(2, "sync", chat="grp1", group=True), toast_wait=5)
-    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    (card,) = sync_drafts(core)
     btn = buttons(card, secret)
     _new, toast = await core.ingress.submit(tap(1, btn["保存 / Save"], sender="lisi",
                                                 chat="grp1"), toast_wait=5)
@@ -122,7 +131,7 @@ async def test_only_requester_saves_and_discard(core):
     assert core.sql("SELECT id FROM visits") == []
     # saving without ticking follow-up makes no task
     await core.ingress.submit(say(3, "sync", chat="grp1", group=True), toast_wait=5)
-    card = [c for c in cards(core) if c["kind"] == "card"][-1]
+    card = sync_drafts(core)[-1]
     _new, toast = await core.ingress.submit(tap(3, buttons(card, secret)["保存 / Save"],
                                                 chat="grp1"), toast_wait=5)
     assert toast is not None and toast.kind == "success"
@@ -134,7 +143,7 @@ async def test_ambiguous_customer_asks(core):
     secret = core.dispatcher.secret
     await core.ingress.submit(say(1, "上午在恒信电子，下午去金陵化工"), toast_wait=5)
     await core.ingress.submit(say(2, "同步"), toast_wait=5)
-    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    (card,) = sync_drafts(core)
     (select,) = [i for i in card["card"]["inputs"] if i["type"] == "select"]
     names = {o["text"] for o in select["options"]}
     assert names == {"苏州工业园区恒信电子有限公司", "南京金陵化工集团"}
@@ -161,7 +170,7 @@ async def test_no_customer_and_my_visits(core):
 
     await core.ingress.submit(say(4, "拜访了西子智能，明天再联系"), toast_wait=5)
     await core.ingress.submit(say(5, "同步"), toast_wait=5)
-    card = [c for c in cards(core) if c["kind"] == "card"][-1]
+    card = sync_drafts(core)[-1]
     save = buttons(card, core.dispatcher.secret)["保存并跟进"]
     _new, toast = await core.ingress.submit(tap(1, save), toast_wait=5)
     assert toast is not None and toast.kind == "success"
@@ -173,3 +182,77 @@ async def test_no_customer_and_my_visits(core):
     assert listing["kind"] == "card"
     assert "杭州西子智能科技有限公司" in listing["card"]["text"]
     assert "聊天同步" in listing["card"]["text"] and "1 条消息" in listing["card"]["text"]
+
+
+def texts_of(core) -> list[str]:
+    return [r["message"]["text"] for r in core.outbox() if r["message"]["kind"] == "text"]
+
+
+async def test_a_note_naming_a_customer_offers_to_file_it(core):
+    """Text no command claims: "记为拜访？" when it names a customer (one tap files it), the
+    echo when it does not, and nothing of the kind in a group."""
+    secret = core.dispatcher.secret
+    await core.ingress.submit(say(1, "拜访了华东精密，谈了秋季订货，明天再联系"), toast_wait=5)
+    (card,) = [c for c in cards(core) if c["kind"] == "card"]
+    body = card["card"]
+    assert body["title"].startswith("记为拜访？")
+    assert body["fields"][0]["value"] == "华东精密零部件有限公司"
+    assert "秋季订货" in body["text"]
+    assert any(f["value"] == "文字" for f in body["fields"])  # the source, by its label
+    save = buttons(card, secret)["保存 / Save"]
+    _new, toast = await core.ingress.submit(tap(1, save), toast_wait=5)
+    assert toast is not None and toast.kind == "success", toast
+    assert core.sql("SELECT source FROM visits") == [("text",)]
+
+    await core.ingress.submit(say(2, "今天天气不错"), toast_wait=5)
+    assert texts_of(core)[-1].startswith("收到文字：今天天气不错")
+    await core.ingress.submit(say(3, "刚从恒信电子出来", chat="grp9", group=True), toast_wait=5)
+    assert len([c for c in cards(core) if c["kind"] == "card"]) == 1
+
+
+async def test_sync_skips_commands_and_files_one_draft_per_customer(core):
+    chat = ["报价 华东精密 86000", "上午见了恒信电子的采购", "下午在金陵化工谈防爆设备",
+            "金陵化工下周一要方案"]
+    for n, text in enumerate(chat, 1):
+        await core.ingress.submit(say(n, text, chat="grp2", group=True), toast_wait=5)
+    await core.ingress.submit(say(9, "同步", chat="grp2", group=True), toast_wait=5)
+    drafts = sync_drafts(core)
+    assert len(drafts) == 2
+    by_customer = {d["card"]["fields"][0]["value"]: d["card"]["text"] for d in drafts}
+    assert set(by_customer) == {"苏州工业园区恒信电子有限公司", "南京金陵化工集团"}
+    assert "采购" in by_customer["苏州工业园区恒信电子有限公司"]
+    assert "防爆" in by_customer["南京金陵化工集团"] and "方案" in by_customer["南京金陵化工集团"]
+    assert all("报价" not in t and "采购" not in by_customer["南京金陵化工集团"]
+               for t in by_customer.values())
+    assert all("张三" in t for t in by_customer.values())  # a name, not "zhangsan"
+    secret = core.dispatcher.secret
+    a, b = (unpack_action(secret, buttons(d, secret)["保存 / Save"]).args["d"] for d in drafts)
+    assert a != b  # two drafts, saved separately
+
+
+async def test_alerts_on_demand_are_the_askers_own(core):
+    await core.ingress.submit(say(1, "提醒"), toast_wait=5)
+    sent = [c["card"] for c in cards(core) if c["kind"] == "card"]
+    titles = [c["title"] for c in sent]
+    assert any(t.startswith("商机停滞提醒") for t in titles), titles
+    assert any("逾期" in t for t in titles), titles
+    mine = {n for (n,) in core.sql(
+        "SELECT c.name FROM customers c JOIN users u ON u.id = c.owner_id WHERE u.name = '张三'")}
+    for card in sent:
+        lines = [ln for ln in card["text"].splitlines() if ln.strip()]
+        assert lines and all(any(n in ln for n in mine) for ln in lines), card["text"]
+        assert any(b["text"].endswith("已跟进") for b in card["buttons"])
+    assert ("alerts.on_demand", "wecom:zhangsan") in [a[:2] for a in core.audit()]
+
+
+async def test_discount_needs_an_open_deal(core):
+    """``折扣 浦江机电 10%``: 浦江机电's only deal is won — no "金额 ¥0" request, a clear
+    answer; a customer with an open deal gets the request off that deal's amount."""
+    await core.ingress.submit(say(1, "折扣 浦江机电 10%"), toast_wait=5)
+    assert "没有进行中的商机" in texts_of(core)[-1]
+    assert core.sql("SELECT count(*) FROM approval_requests") == [(0,)]
+    await core.ingress.submit(say(2, "折扣 华东精密 10%"), toast_wait=5)
+    (card,) = [c["card"] for c in cards(core) if c["kind"] == "card"]
+    assert "¥0" not in json.dumps(card, ensure_ascii=False)
+    (amount,), = core.sql("SELECT amount FROM approval_requests")
+    assert amount > 0

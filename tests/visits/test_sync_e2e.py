@@ -13,6 +13,8 @@ from sqlalchemy import text
 from simulator.demo import start_demo
 from storage.db import sync_engine
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 PLATFORMS = ["wecom", "dingtalk", "feishu"]
 
 
@@ -67,7 +69,8 @@ async def test_chat_sync_save(stack, platform):
         assert res["status"] == 200, res
 
     def draft(bot):
-        return [m for m in bot if m["kind"] == "card" and "华东精密零部件有限公司" in str(m)]
+        return [m for m in bot if m["kind"] == "card" and "华东精密零部件有限公司" in str(m)
+                and "聊天同步" in str(m)]  # (each note also got its "记为拜访？" card)
 
     (card,) = await wait_for(stack, platform, user, draft)
     assert "今天拜访了华东精密" in str(card["card"])

@@ -16,6 +16,8 @@ import pytest
 
 from tests.webapp.conftest import person
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 PLATFORMS = ["wecom", "dingtalk", "feishu"]
 
 

@@ -38,6 +38,8 @@ from webapp.tabular import (
     write_xlsx,
 )
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 COUNTS = ("customers", "customer_aliases", "contacts", "deals", "invoices")
 
 

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+pytestmark = pytest.mark.dates  # expectations relative to today: see tests/conftest.py
+
 FIXTURES = Path(__file__).parent.parent / "media" / "fixtures"
 SIGNS = json.loads((FIXTURES / "signs.json").read_text(encoding="utf-8"))
 

@@ -23,7 +23,9 @@ async def test_help_card_tap_updates_the_card(env: Env):
     call = await _help_card(env, "zhangsan")
     tpl = call.body["template_card"]
     assert tpl["card_type"] == "button_interaction"
-    assert tpl["main_title"]["title"] == "拜访助手 FieldBot"
+    assert tpl["main_title"]["title"] == "拜访助手 FieldBot · 帮助"
+    for example in ("同步", "报价 华东精密 86000", "审批规则", "提醒"):  # the generated list
+        assert example in tpl["sub_title_text"]
     button = tpl["button_list"][0]
     assert button["style"] == 1 and len(button["key"].encode()) <= 1024
     code = call.result["response_code"]

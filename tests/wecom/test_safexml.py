@@ -75,3 +75,22 @@ def test_billion_laughs_refused_before_expanding():
     finally:
         gc.enable()
     assert took < 0.1  # refused at the declaration: 10^9 "lol"s are never built
+
+
+@pytest.mark.parametrize("doc", [
+    b"<xml>" + b"<a>" * 5000 + b"x" + b"</a>" * 5000 + b"</xml>",  # RecursionError before
+    b"<xml>" + b"<a>" * 13 + b"</a>" * 13 + b"</xml>",
+    b"<xml>" + b"<a/>" * 5000 + b"</xml>",
+    b"<xml>" + b"<a>" * 5000,  # never closed: refused at the depth limit, not at the end
+])
+def test_too_deep_or_too_many_elements_refused(doc):
+    with pytest.raises(XMLRefused):
+        parse_flat(doc)
+
+
+def test_deepest_wecom_shape_still_parses():
+    doc = (b"<xml><Event>template_card_event</Event><SelectedItems><SelectedItem>"
+           b"<OptionIds><OptionId>a</OptionId></OptionIds></SelectedItem></SelectedItems>"
+           + b"<M>1</M>" * 200 + b"</xml>")
+    assert parse_flat(doc)["SelectedItems"] == [["SelectedItem", [["OptionIds",
+                                                                    [["OptionId", "a"]]]]]]
