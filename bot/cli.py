@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from config import ConfigError, load_settings
@@ -53,6 +54,10 @@ def _demo(args) -> int:
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
 
 
+# commands that create data files: they run with umask 077 (files 0600, directories 0700)
+PRIVATE_FILES = ("serve", "worker", "migrate", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fieldbot", description="FieldBot 拜访助手")
     parser.add_argument("--log-level", default="INFO")
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     from integrations.media.cli import add_subcommands  # ocr, transcribe, models (issue 3)
     add_subcommands(sub)
     args = parser.parse_args(argv)
+    if args.cmd in PRIVATE_FILES:
+        # the database, its WAL, the inbox file, the media store, exports: the owner's only
+        os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -58,6 +58,7 @@ class TextInput(BaseModel):
     label: str
     placeholder: str = ""
     required: bool = False
+    multiline: bool = False  # a few lines (a reason, a note), where the platform can
 
 
 Input = Checkbox | Select | DatePicker | TextInput

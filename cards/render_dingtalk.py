@@ -39,7 +39,8 @@ def _inputs(card: Card) -> list[dict[str, Any]]:
                         "initial": inp.initial})
         elif isinstance(inp, TextInput):
             out.append({"type": "text", "name": inp.name, "label": inp.label,
-                        "placeholder": inp.placeholder, "required": inp.required})
+                        "placeholder": inp.placeholder, "required": inp.required,
+                        "multiline": inp.multiline})
     return out
 
 

@@ -50,9 +50,11 @@ def _input(inp) -> dict[str, Any]:
             out["initial_date"] = inp.initial
         return out
     if isinstance(inp, TextInput):
-        return {"tag": "input", "name": inp.name, "label": _plain(inp.label),
-                "placeholder": _plain(inp.placeholder or inp.label),
-                "required": inp.required}
+        out = {"tag": "input", "name": inp.name, "label": _plain(inp.label),
+               "placeholder": _plain(inp.placeholder or inp.label), "required": inp.required}
+        if inp.multiline:
+            out.update(input_type="multiline_text", rows=3)
+        return out
     raise TypeError(f"unknown input {type(inp).__name__}")
 
 

@@ -11,8 +11,8 @@ drawn as the card's native dropdown (``button_selection``, answered in ``Selecte
 Checkboxes, dates and text inputs cannot be drawn: they are left out and a note says so.
 
 A final card (``status`` set) has no buttons. Updating a tapped card: ``render_update`` gives
-``{"button": {"replace_name": status}}`` for a final card (WeCom greys the buttons out and shows
-the text), else ``{"template_card": …}`` with the whole new card.
+``{"template_card": …}`` with the whole new card (for a final one a ``text_notice`` with the
+outcome as its emphasis: the body — an approval chain — is redrawn, not left stale).
 """
 
 from __future__ import annotations
@@ -43,6 +43,27 @@ _TASK_OK = re.compile(r"[^A-Za-z0-9_\-@]")
 def _cut(text: str, n: int) -> str:
     text = text or ""
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+_BREAKS = " ，,、；;：:（("
+
+
+def _fit(text: str, n: int) -> str:
+    """``text`` within WeCom's ``n`` characters without a cut word: a bilingual label
+    ("客户 / Customer") keeps its Chinese half; otherwise it ends at the last space or
+    punctuation that fits, with "…" (a plain cut only when there is none)."""
+    text = (text or "").strip()
+    if len(text) <= n:
+        return text
+    if " / " in text:
+        first = text.split(" / ", 1)[0].strip()
+        if first:
+            return _fit(first, n)
+    head = text[: n - 1]
+    cut = max(head.rfind(c) for c in _BREAKS)
+    if cut >= max(2, n // 3):
+        head = head[:cut]
+    return head.rstrip(" ，,、；;：:（(") + "…"
 
 
 def task_id_for(seed: str) -> str:
@@ -98,7 +119,7 @@ def _buttons(card: Card) -> tuple[list[dict], dict | None, list[str]]:
             break
         if len(b.action.encode()) > MAX_KEY_BYTES:
             continue
-        buttons.append({"text": _cut(b.text, BUTTON_CHARS), "style": STYLE[b.style],
+        buttons.append({"text": _fit(b.text, BUTTON_CHARS), "style": STYLE[b.style],
                         "key": b.action})
     return buttons, selection, notes
 
@@ -113,19 +134,19 @@ def render_card(card: Card, task_id: str) -> dict[str, Any]:
         body.append(card.text.replace("**", "").replace("`", ""))  # plain text here
     tpl: dict[str, Any] = {
         "card_type": "button_interaction",
-        "main_title": {"title": _cut(card.title, TITLE_CHARS)},
+        "main_title": {"title": _fit(card.title, TITLE_CHARS)},
         "task_id": task_id_for(card.card_id or task_id),
     }
     if card.subtitle:
-        tpl["main_title"]["desc"] = _cut(card.subtitle, DESC_CHARS)
+        tpl["main_title"]["desc"] = _fit(card.subtitle, DESC_CHARS)
     if fields:
         tpl["horizontal_content_list"] = [
-            {"keyname": _cut(f.label, KEYNAME_CHARS), "value": _cut(f.value, VALUE_CHARS)}
+            {"keyname": _fit(f.label, KEYNAME_CHARS), "value": _fit(f.value, VALUE_CHARS)}
             for f in fields]
     if card.status:
         body.append(f"状态 / Status：{card.status}")
         tpl["card_type"] = "text_notice"
-        tpl["emphasis_content"] = {"title": _cut(card.status, TITLE_CHARS)}
+        tpl["emphasis_content"] = {"title": _fit(card.status, TITLE_CHARS)}
     else:
         buttons, selection, notes = _buttons(card)
         body += notes
@@ -143,7 +164,8 @@ def render_card(card: Card, task_id: str) -> dict[str, Any]:
 
 
 def render_update(card: Card, task_id: str) -> dict[str, Any]:
-    """The variable part of ``update_template_card`` for a tapped card."""
-    if card.status:
-        return {"button": {"replace_name": _cut(card.status, REPLACE_NAME_CHARS)}}
+    """The variable part of ``update_template_card`` for a tapped card: always the whole new
+    card ("可回调的卡片可以更新成任何一种模板卡片"), so a final card shows its outcome and
+    the true state of everything on it (an approval chain after each step), its buttons
+    gone. (``button.replace_name`` would only grey the buttons and keep the stale body.)"""
     return {"template_card": render_card(card, task_id)}

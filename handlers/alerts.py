@@ -13,18 +13,29 @@ button carries ``r`` (rule), ``k`` (deal | invoice | customer), ``e`` (entity id
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
+from sqlalchemy import String
 from sqlmodel import select
 
 from bot.ctx import Ctx
 from bot.router import Router
-from cards import Button, Card
+from cards import Button, Card, unpack_action
 from config.alert_rules import DORMANT_TAG
-from jobs.alerts import RunCtx, overdue_card, scan_overdue, scan_stale, stale_card
+from handlers.visits import LOCAL_TZ
+from jobs.alerts import (
+    RunCtx,
+    bind_card,
+    build_digest,
+    overdue_card,
+    scan_overdue,
+    scan_stale,
+    stale_card,
+)
 from jobs.targets import MANAGER_ROLES, Org, load_org, scalars
 from storage.alert_models import AlertState
-from storage.models import Customer, Deal, Invoice, User, Visit
+from storage.models import Customer, Deal, Invoice, OutboxMessage, User, Visit
 from storage.rules import current_alert_rules
 
 router = Router("alerts", group="提醒")
@@ -33,7 +44,7 @@ NOT_BOUND = "未找到你的账号，请联系管理员绑定。/ Your account i
 
 
 # -- on demand ---------------------------------------------------------------------------------
-@router.command("提醒", "alerts", help="现在看我的提醒 / my alerts now")
+@router.command("提醒", "alerts", help="我的提醒 / my alerts")
 async def alerts_now(ctx: Ctx) -> None:
     """The stale-deal and overdue-invoice cards of the scheduled scans, for the asker's own
     deals and invoices (a manager's: their people's too), cooldowns ignored, snoozes kept."""
@@ -53,11 +64,32 @@ async def alerts_now(ctx: Ctx) -> None:
         items = [i for i in await scan(rc) if i.owner_id in mine or ctx.user.role == "admin"]
         if items:
             items.sort(key=lambda i: (-i.sort, i.entity_id))
-            await ctx.reply(build(rc, dest, items))
+            card_id = hashlib.sha256(f"now:{ctx.event.dedupe_key}:{sent}".encode()).hexdigest()
+            await ctx.reply(bind_card(build(rc, dest, items), card_id[:20], ctx.secret))
             sent += 1
     ctx.audit("alerts.on_demand", "user", str(ctx.user.id), cards=sent)
     if not sent:
         await ctx.reply("现在没有需要处理的提醒 👍 / Nothing needs attention right now.")
+
+
+@router.command("日报", "digest", help="团队日报（经理） / team digest")
+async def digest_now(ctx: Ctx) -> None:
+    """Today's team digest for the asking manager, now, as the morning job would send it."""
+    if ctx.user is None:
+        await ctx.reply(NOT_BOUND)
+        return
+    if ctx.user.role not in MANAGER_ROLES:
+        await ctx.reply("日报发给经理；你可以发送 `提醒` 查看自己的提醒。/ The digest is for "
+                        "managers: send `alerts` for your own.")
+        return
+    org = await load_org(ctx.session)
+    rc = RunCtx(session=ctx.session, rules=await current_alert_rules(ctx.session,
+                                                                     ctx.settings.rules),
+                now=ctx.clock(), secret=ctx.secret, dialect="", org=org, on_demand=True)
+    card = await build_digest(rc, ctx.user.id)
+    ctx.audit("digest.on_demand", "user", str(ctx.user.id), sent=card is not None)
+    await ctx.reply(card if card is not None else
+                    "你的团队还没有可汇总的数据。/ Nothing to sum up for your team yet.")
 
 
 async def _entity(ctx: Ctx):
@@ -117,6 +149,41 @@ async def _prepare(ctx: Ctx, finance: bool = False):
     return org, found
 
 
+async def _redraw(ctx: Ctx, outcome: str) -> None:
+    """Update the tapped alert card in place: the tapped item's buttons go, its outcome is
+    added; when nothing is left to tap the card is final. The card's current state is its
+    latest outbox row (the first send, or the last redraw)."""
+    card_id = str(ctx.action.args.get("c") or "")
+    if not card_id or ctx.event.action is None:
+        return
+    rows = (await ctx.session.exec(
+        select(OutboxMessage).where(OutboxMessage.platform == ctx.event.platform,
+                                    OutboxMessage.message.cast(String).contains(card_id))
+        .order_by(OutboxMessage.id.desc()).limit(5))).all()
+    cards = [r.message.get("card") for r in rows
+             if isinstance(r.message, dict) and isinstance(r.message.get("card"), dict)
+             and r.message["card"].get("card_id") == card_id]
+    if not cards:
+        return
+    card = Card.model_validate(cards[0])
+    tapped = (ctx.action.args.get("k"), ctx.action.args.get("e"))
+    keep = []
+    for b in card.buttons:
+        try:
+            a = unpack_action(ctx.secret, b.action)
+        except ValueError:
+            continue
+        if (a.args.get("k"), a.args.get("e")) != tapped:
+            keep.append(b)
+    when = ctx.clock().astimezone(LOCAL_TZ).strftime("%H:%M")
+    who = ctx.user.name if ctx.user else ""
+    text = (card.text + "\n" if card.text else "") + f"✓ {outcome}（{who} {when}）"
+    update: dict = {"buttons": keep, "text": text}
+    if not keep:
+        update["status"] = "已处理 ✓ / done"
+    await ctx.update_card(card.model_copy(update=update))
+
+
 def _label(kind: str, row, customer) -> str:
     cname = customer.name if customer is not None else ""
     if kind == "deal":
@@ -151,6 +218,7 @@ async def done(ctx: Ctx) -> None:
         st.last_alerted_at, st.updated_at = now, now
     ctx.audit("alert.follow_up", kind, row.id, rule=rule)
     ctx.toast(f"已记录跟进：{_label(kind, row, customer)}", "success")
+    await _redraw(ctx, f"已跟进：{_label(kind, row, customer)}")
 
 
 @router.action("alert.snooze")
@@ -167,6 +235,7 @@ async def snooze(ctx: Ctx) -> None:
     st.snoozed_until, st.updated_at = now + timedelta(days=SNOOZE_DAYS), now
     ctx.audit("alert.snooze", kind, row.id, rule=rule, days=SNOOZE_DAYS)
     ctx.toast(f"{SNOOZE_DAYS} 天内不再提醒：{_label(kind, row, customer)}", "success")
+    await _redraw(ctx, f"延后 {SNOOZE_DAYS} 天：{_label(kind, row, customer)}")
 
 
 @router.action("alert.reassign")
@@ -247,3 +316,4 @@ async def chase(ctx: Ctx) -> None:
                                    f"（由 {ctx.user.name} 发起）")
             sent += 1
     ctx.toast(f"已记录催款{'并通知财务' if sent else ''}：{label}", "success")
+    await _redraw(ctx, f"已催款{'，已通知财务' if sent else ''}：{label}")

@@ -195,7 +195,7 @@ def reason_card(v: View, step: ApprovalStep, sign: Sign, rules: ApprovalRules) -
                 inputs=[Select(name="reason", label="驳回原因 / Reason", options=opts,
                                placeholder="请选择 / choose"),
                         TextInput(name="reason_text", label="补充说明 / Details",
-                                  placeholder="可选 / optional")],
+                                  placeholder="可选 / optional", multiline=True)],
                 buttons=[Button(text="确认驳回 / Reject", style="danger",
                                 action=sign("approval.reject_confirm", **args)),
                          Button(text="返回 / Back", action=sign("approval.back", **args))])

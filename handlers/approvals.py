@@ -447,7 +447,7 @@ async def on_reject_confirm(ctx: Ctx) -> None:
 
 
 # -- queries -----------------------------------------------------------------------------------
-@router.command("待我审批", "待审批", "pending", help="等我审批的 / waiting for me")
+@router.command("待我审批", "待审批", "pending", help="等我批的 / to approve")
 async def pending_cmd(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
@@ -471,7 +471,7 @@ async def pending_cmd(ctx: Ctx) -> None:
         await n.card_to(v, step, ctx.user.id)
 
 
-@router.command("我的申请", "my", "mine", help="我的申请 / my requests")
+@router.command("我的申请", "my", "mine", help="申请进度 / my requests")
 async def mine_cmd(ctx: Ctx) -> None:
     words = ctx.event.text.strip().lower().split()
     if words[0] == "my" and (len(words) < 2 or not words[1].startswith("request")):
@@ -537,7 +537,7 @@ async def delegate_cmd(ctx: Ctx) -> None:
                                    + (f"现有 {sent} 个待审批。" if sent else ""))
 
 
-@router.command("取消委托", "undelegate", help="结束代批 / end delegation")
+@router.command("取消委托", "undelegate", help="结束代批 / undelegate")
 async def undelegate_cmd(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
@@ -574,7 +574,7 @@ def rules_card(rules: ApprovalRules, saved: bool) -> Card:
                    value=f"{rules.quiet_start:%H:%M}–{rules.quiet_end:%H:%M}")])
 
 
-@router.command("审批规则", "approval-rules", help="审批规则 / approval rules")
+@router.command("审批规则", "approval-rules", help="看规则 / rules")
 async def rules_cmd(ctx: Ctx) -> None:
     """``审批规则`` shows the rules in force; ``审批规则 {json}`` (admins) merges the JSON into
     them and stores a new version; requests in flight keep the version they started with."""

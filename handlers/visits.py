@@ -500,7 +500,7 @@ async def note_or_echo(ctx: Ctx) -> None:
 
 
 # -- my visits -----------------------------------------------------------------------------------
-@router.command("我的拜访", "visits", "拜访记录", help="最近的拜访 / my recent visits")
+@router.command("我的拜访", "visits", "拜访记录", help="最近拜访 / my visits")
 async def my_visits(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply("还没有识别到你的账号，请联系管理员绑定。"

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from bot.event import OutMessage
-from cards import KV, Button, Card, pack_action
+from cards import KV, Button, Card, pack_action, unpack_action
 from config.alert_rules import SEVERITY_RANK, AlertRules
 from jobs.targets import MANAGER_ROLES, Org, dests_for
 from storage.alert_models import OPEN_DEAL_SQL, UNPAID_SQL, AlertState, CustomerHealth
@@ -514,8 +514,19 @@ def _card(rc: RunCtx, dest: str, items: list[Item], *, title: str, color: str,
                 text="\n".join(lines), buttons=buttons, footer=footer)
 
 
+def bind_card(card: Card, card_id: str, secret: bytes) -> Card:
+    """The card with its id, and each button's signed action naming it (``c``): a tap then
+    finds the card's current state (its latest outbox row) to redraw it in place."""
+    buttons = []
+    for b in card.buttons:
+        a = unpack_action(secret, b.action)
+        buttons.append(b.model_copy(update={"action": pack_action(secret, a.name,
+                                                                  **{**a.args, "c": card_id})}))
+    return card.model_copy(update={"card_id": card_id, "buttons": buttons})
+
+
 def _outbox_row(rc: RunCtx, key: str, target, card: Card, next_at: datetime) -> dict:
-    card = card.model_copy(update={"card_id": card.card_id or _short(key)})
+    card = bind_card(card, card.card_id or _short(key), rc.secret)
     return {"idem_key": key, "platform": target.platform, "target": target.model_dump(mode="json"),
             "message": OutMessage(kind="card", card=card.model_dump(mode="json"))
             .model_dump(mode="json"),

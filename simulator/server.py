@@ -5,8 +5,10 @@ aiohttp app sharing one ``Recorder``; the bot's ``FIELDBOT_<P>_API_BASE`` point 
 (``settings_overrides()``). It also serves the demo web chat page at ``/`` and its JSON API:
 
 - ``GET  /demo/api/people`` → the seeded people and the platforms the simulator runs;
-- ``POST /demo/api/say {platform, user, text}`` (or ``kind: "voice" | "image"``) → the
-  simulator builds the platform's real signed/encrypted callback and posts it to the bot;
+- ``POST /demo/api/say {platform, user, text}`` (or ``kind: "voice" | "image"`` with a
+  ``sample`` id, or the browser's own file / recording as base64 ``data`` + ``mime`` +
+  ``seconds``) → the simulator builds the platform's real signed/encrypted callback (the
+  media waits in the fake's store for the bot to download) and posts it to the bot;
 - ``GET  /demo/api/messages?platform&user`` → what the bot sent that person, read back from
   the Recorder and normalised (text, markdown, cards; card updates replace the card);
 - ``POST /demo/api/tap {platform, user, card, button}`` → the platform's card-tap callback.
@@ -18,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import html
 import importlib
 import itertools
 import json
 import logging
-import struct
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -38,7 +39,6 @@ from simulator.seed import PLATFORMS, find_person, people_json
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-VOICE_SECONDS = 12
 
 # Fixed demo credentials (they only ever meet the simulator on loopback).
 CREDENTIALS: dict[str, dict[str, str]] = {
@@ -57,25 +57,58 @@ FEISHU_PATH = "/webhooks/feishu"
 APP_ID_FIELD = {"wecom": "corp_id", "dingtalk": "app_key", "feishu": "app_id"}
 
 
-# -- generated media ---------------------------------------------------------------------------
-def demo_amr(seconds: int = VOICE_SECONDS) -> bytes:
-    """AMR-NB file of ``seconds`` (12.2 kbit/s frames of 20 ms, silent payload)."""
-    frame = bytes([0x3C]) + bytes(31)
-    return b"#!AMR\n" + frame * (seconds * 50)
+# -- demo media ----------------------------------------------------------------------------------
+SAMPLES = STATIC / "samples"  # storefront photos and a voice note (scripts/make_demo_samples.py)
+MAX_UPLOAD = 10 * 1024 * 1024
 
 
-def demo_png(width: int = 64, height: int = 48) -> bytes:
-    """A small valid PNG: a storefront-ish gradient, no imaging library needed."""
-    rows = b"".join(b"\x00" + b"".join(bytes(((x * 4) % 256, (y * 5) % 256, 160))
-                                        for x in range(width)) for y in range(height))
+def samples() -> dict[str, list[dict]]:
+    """``{"photos": [{id, file, name}], "voice": [{id, amr, ogg, seconds, text}]}``."""
+    try:
+        return json.loads((SAMPLES / "samples.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"photos": [], "voice": []}
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + tag + data
-                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
+def _sample(kind: str, sample_id: str) -> dict:
+    items = samples()["voice" if kind == "voice" else "photos"]
+    for item in items:
+        if item["id"] == sample_id or not sample_id:
+            return item
+    raise web.HTTPBadRequest(text=f"no sample {sample_id!r}")
+
+
+def media_input(kind: str, data: dict, platform: str) -> tuple[bytes, str, int, str]:
+    """(bytes, content type, seconds, what the user bubble says) of a voice note or photo:
+    the browser's own file or recording (``data``: base64, ``mime``, ``seconds``, ``name``)
+    or a sample (``sample``: its id; default the first)."""
+    if data.get("data"):
+        raw = str(data["data"])
+        if len(raw) > MAX_UPLOAD * 4 // 3 + 4:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPLOAD, actual_size=len(raw))
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text="data must be base64") from exc
+        if not body:
+            raise web.HTTPBadRequest(text="empty file")
+        mime = str(data.get("mime") or "application/octet-stream")[:100]
+        try:
+            seconds = max(0, min(600, round(float(data.get("seconds") or 0))))
+        except (TypeError, ValueError):
+            seconds = 0
+        name = str(data.get("name") or ("录音" if kind == "voice" else "照片"))[:60]
+        what = f"🎤 {name}" + (f" {seconds} 秒" if seconds else "") if kind == "voice" \
+            else f"📷 {name}"
+        return body, mime, seconds, what
+    item = _sample(kind, str(data.get("sample") or ""))
+    if kind == "voice":
+        fn = item["ogg"] if platform == "feishu" else item["amr"]
+        mime = "audio/ogg" if platform == "feishu" else "audio/amr"
+        return ((SAMPLES / fn).read_bytes(), mime, int(item["seconds"]),
+                f"🎤 示例语音 {item['seconds']} 秒：{item['text']}")
+    return ((SAMPLES / item["file"]).read_bytes(), "image/jpeg", 0,
+            f"📷 示例照片：{item['name']} 门头")
 
 
 def _load_fake(platform: str):
@@ -103,7 +136,7 @@ class Simulator:
                 self.fakes[p] = cls(self.recorder, **self.credentials[p])
         self.bot_url: str | None = None  # origin of the bot the demo API posts callbacks to
         self.bot_platforms: list[str] | None = None  # what that bot mounts (None: all)
-        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.app = web.Application(client_max_size=MAX_UPLOAD * 2)  # base64 uploads
         for fake in self.fakes.values():
             fake.add_routes(self.app)
         self.view = DemoView(self)
@@ -200,7 +233,7 @@ class DemoView:
         platforms = [p for p in self.sim.platforms
                      if self.sim.bot_platforms is None or p in self.sim.bot_platforms]
         return web.json_response({"platforms": platforms, "people": people_json(),
-                                  "bot_url": self.sim.bot_url})
+                                  "bot_url": self.sim.bot_url, "samples": samples()})
 
     # -- the workbench: open the mini-app as this person, through the real sign-in path -----
     async def workbench(self, request: web.Request) -> web.StreamResponse:
@@ -277,12 +310,14 @@ class DemoView:
                 raise web.HTTPBadRequest(text="text required")
             self._note(platform, ext, "text", text)
             status, body = await self.send_text(platform, fake, bot, ext, text)
-        elif kind == "voice":
-            self._note(platform, ext, "voice", f"🎤 语音 {VOICE_SECONDS} 秒")
-            status, body = await self.send_voice(platform, fake, bot, ext, n)
-        elif kind == "image":
-            self._note(platform, ext, "image", "📷 照片")
-            status, body = await self.send_image(platform, fake, bot, ext, n)
+        elif kind in ("voice", "image"):
+            body, mime, seconds, what = media_input(kind, data, platform)
+            self._note(platform, ext, kind, what)
+            if kind == "voice":
+                status, body = await self.send_voice(platform, fake, bot, ext, n, body, mime,
+                                                     seconds)
+            else:
+                status, body = await self.send_image(platform, fake, bot, ext, n, body, mime)
         else:
             raise web.HTTPBadRequest(text=f"unknown kind {kind!r}")
         return web.json_response({"status": status, "body": _short(body)})
@@ -292,31 +327,33 @@ class DemoView:
             return _pair(await fake.send_text(bot + FEISHU_PATH, ext, text))
         return _pair(await fake.send_text(bot, ext, text))
 
-    async def send_voice(self, platform: str, fake, bot: str, ext: str, n: int):
-        audio = demo_amr()
+    async def send_voice(self, platform: str, fake, bot: str, ext: str, n: int, audio: bytes,
+                         mime: str, seconds: int):
+        """The platform's own voice callback; the audio waits in the fake's media store for
+        the bot to download (WeCom's callback carries no duration, the others do)."""
         if platform == "wecom":
             media_id = f"demo-voice-{n}"
-            fake.add_media(media_id, audio)
+            fake.add_media(media_id, audio, mime)
             return _pair(await fake.send_voice(bot, ext, media_id))
         if platform == "dingtalk":
             code = f"demo-voice-{n}"
             fake.add_media(code, audio)
-            return _pair(await fake.send_audio(bot, ext, code, duration_ms=VOICE_SECONDS * 1000))
+            return _pair(await fake.send_audio(bot, ext, code, duration_ms=seconds * 1000))
         return _pair(await fake.send_audio(bot + FEISHU_PATH, ext, f"file_demo_voice_{n}",
-                                           duration_ms=VOICE_SECONDS * 1000, data=audio))
+                                           duration_ms=seconds * 1000, data=audio))
 
-    async def send_image(self, platform: str, fake, bot: str, ext: str, n: int):
-        png = demo_png()
+    async def send_image(self, platform: str, fake, bot: str, ext: str, n: int, image: bytes,
+                         mime: str):
         if platform == "wecom":
             media_id = f"demo-photo-{n}"
-            fake.add_media(media_id, png, "image/png")
+            fake.add_media(media_id, image, mime)
             return _pair(await fake.send_image(bot, ext, media_id))
         if platform == "dingtalk":
             code = f"demo-photo-{n}"
-            fake.add_media(code, png)
+            fake.add_media(code, image)
             return _pair(await fake.send_picture(bot, ext, code))
         return _pair(await fake.send_image(bot + FEISHU_PATH, ext, f"img_demo_photo_{n}",
-                                           data=png))
+                                           data=image))
 
     # -- messages --------------------------------------------------------------------------
     async def messages(self, request: web.Request) -> web.Response:
@@ -483,33 +520,51 @@ class DemoView:
             button = card["buttons"][int(data.get("button") or 0)]
         except (IndexError, ValueError, TypeError) as exc:
             raise web.HTTPBadRequest(text="no such button") from exc
+        form = data.get("form") or {}
+        if not isinstance(form, dict):
+            raise web.HTTPBadRequest(text="form must be an object")
+        form = {str(k)[:64]: v for k, v in form.items()
+                if isinstance(v, str | bool | int | float | list)}
         bot = self._bot()
         self._note(platform, ext, "tap", f"👆 {button['text']}")
         status, body, toast = await self.send_tap(platform, fake, bot, ext, card_id, card,
-                                                  button)
+                                                  button, form)
         if toast:
             self.toasts.append({"platform": platform, "user": ext, "at": time.time(), **toast})
         return web.json_response({"status": status, "body": _short(body), "toast": toast})
 
     async def send_tap(self, platform: str, fake, bot: str, ext: str, card_id: str,
-                       card: dict, button: dict) -> tuple[int, str, dict | None]:
+                       card: dict, button: dict, form: dict | None = None
+                       ) -> tuple[int, str, dict | None]:
+        """The platform's own tap callback; ``form``: what the user entered in the card's
+        inputs, carried the way that platform carries it (WeCom ``SelectedItems`` for its
+        dropdown, DingTalk ``cardPrivateData.params``, Feishu ``form_value``)."""
         ref = card.get("ref") or {}
+        form = {k: v for k, v in (form or {}).items() if v not in ("", None)}
         if platform == "wecom":
             code = f"rc-demo-{next(self._seq)}"
             self.tap_codes[code] = card_id
+            names = {i["name"] for i in card.get("inputs") or []}
+            selected = {k: v for k, v in form.items() if k in names}
             status, body = _pair(await fake.tap_card(bot, ext, button["value"],
-                                                     ref.get("task_id", ""), code))
+                                                     ref.get("task_id", ""), code,
+                                                     selected=selected or None))
             return status, body, None
         if platform == "dingtalk":
             value = button["value"] if isinstance(button["value"], dict) else {}
             status, body = _pair(await fake.tap_card(
                 bot, ext, ref.get("out_track_id", card_id), str(value.get("action", "")),
-                action_id=str(value.get("actionId") or "btn_0")))
+                action_id=str(value.get("actionId") or "btn_0"), form=form or None))
             return status, body, None
         if platform == "feishu":
             value = button["value"]
+            for i in card.get("inputs") or []:  # Feishu's date_picker answers "2026-12-15 +0800"
+                v = form.get(i["name"])
+                if i["type"] == "date" and isinstance(v, str) and len(v) == 10:
+                    form[i["name"]] = v + " +0800"
             reply = await fake.tap_card(bot + FEISHU_PATH, ext, value,
-                                        ref.get("message_id", card_id))
+                                        ref.get("message_id", card_id),
+                                        form_value=form or None)
             status, body = _pair(reply)
             data = getattr(reply, "data", None)
             toast = None
@@ -535,9 +590,18 @@ def wecom_card(tpl: dict) -> dict:
     buttons = [{"text": str(b.get("text", "")), "style": _wecom_style(b.get("style")),
                 "value": str(b.get("key", ""))} for b in tpl.get("button_list") or []]
     status = str((tpl.get("emphasis_content") or {}).get("title") or "")
+    inputs = []
+    sel = tpl.get("button_selection")
+    if isinstance(sel, dict):  # WeCom's one native dropdown
+        inputs.append({"type": "select", "name": str(sel.get("question_key", "")),
+                       "label": str(sel.get("title", "")), "placeholder": "",
+                       "initial": str(sel.get("selected_id", "")),
+                       "options": [{"value": str(o.get("id", "")), "text": str(o.get("text", ""))}
+                                   for o in sel.get("option_list") or []]})
     return {"title": str(main.get("title", "")), "subtitle": str(main.get("desc", "")),
             "fields": fields, "text": str(tpl.get("sub_title_text", "")), "status": status,
-            "buttons": buttons}
+            "buttons": buttons, "inputs": inputs, "look": "wecom",
+            "kind": str(tpl.get("card_type", ""))}
 
 
 def dingtalk_card(params: dict) -> dict:
@@ -556,10 +620,22 @@ def dingtalk_card(params: dict) -> dict:
                for i, b in enumerate(data.get("buttons") or []) if isinstance(b, dict)]
     text = "\n".join(t for t in (str(data.get("text") or ""), str(data.get("footer") or ""))
                      if t)
+    inputs = [_input_of(i) for i in data.get("inputs") or [] if isinstance(i, dict)]
     return {"title": str(data.get("title", "")), "subtitle": str(data.get("subtitle", "")),
             "fields": [{"label": str(f.get("label", "")), "value": str(f.get("value", ""))}
                        for f in data.get("fields") or [] if isinstance(f, dict)],
-            "text": text, "status": str(data.get("status", "")), "buttons": buttons}
+            "text": text, "status": str(data.get("status", "")), "buttons": buttons,
+            "inputs": inputs, "look": "dingtalk", "color": str(data.get("color") or "blue")}
+
+
+def _input_of(i: dict) -> dict:
+    """Our DingTalk template's input (``cards.render_dingtalk``) as the page draws it."""
+    return {"type": str(i.get("type", "text")), "name": str(i.get("name", "")),
+            "label": str(i.get("label", "")), "placeholder": str(i.get("placeholder", "")),
+            "initial": str(i.get("initial", "")), "checked": bool(i.get("checked")),
+            "multiline": bool(i.get("multiline")), "required": bool(i.get("required")),
+            "options": [{"value": str(o.get("value", "")), "text": str(o.get("text", ""))}
+                        for o in i.get("options") or [] if isinstance(o, dict)]}
 
 
 def feishu_card(card: dict) -> dict:
@@ -567,6 +643,7 @@ def feishu_card(card: dict) -> dict:
     header = card.get("header") or {}
     texts: list[str] = []
     buttons: list[dict] = []
+    inputs: list[dict] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, list):
@@ -587,6 +664,9 @@ def feishu_card(card: dict) -> dict:
                                 "danger" if "danger" in style else "default",
                                 "value": value})
             return
+        if tag in FEISHU_INPUTS:
+            inputs.append(_feishu_input(node))
+            return
         if tag == "markdown":
             texts.append(str(node.get("content", "")))
         elif tag == "div":
@@ -597,7 +677,28 @@ def feishu_card(card: dict) -> dict:
     walk((card.get("body") or {}).get("elements") or card.get("elements") or [])
     return {"title": _content(header.get("title")), "subtitle": _content(header.get("subtitle")),
             "fields": [], "text": "\n".join(t for t in texts if t), "status": "",
-            "buttons": buttons}
+            "buttons": buttons, "inputs": inputs, "look": "feishu",
+            "color": str(header.get("template") or "blue")}
+
+
+FEISHU_INPUTS = ("select_static", "input", "date_picker", "checker")
+
+
+def _feishu_input(node: dict) -> dict:
+    """A Feishu form element as the page draws it (its value comes back in ``form_value``)."""
+    tag = node.get("tag")
+    kind = {"select_static": "select", "input": "text", "date_picker": "date",
+            "checker": "checkbox"}[tag]
+    return {"type": kind, "name": str(node.get("name", "")),
+            "label": _content(node.get("label")) or _content(node.get("text")),
+            "placeholder": _content(node.get("placeholder")),
+            "initial": str(node.get("initial_date") or node.get("initial_option")
+                           or node.get("default_value") or ""),
+            "checked": bool(node.get("checked")),
+            "multiline": node.get("input_type") == "multiline_text",
+            "required": bool(node.get("required")),
+            "options": [{"value": str(o.get("value", "")), "text": _content(o.get("text"))}
+                        for o in node.get("options") or [] if isinstance(o, dict)]}
 
 
 def feishu_post_text(content: dict) -> str:

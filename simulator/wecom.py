@@ -340,18 +340,29 @@ class WeComSim:
         return await self.send_xml(bot_url, xml)
 
     def tap_xml(self, user: str, event_key: str, task_id: str, response_code: str | None = None,
-                create_time: int | None = None) -> tuple[str, str]:
-        """(inner xml, response_code) of a ``template_card_event``; the code is registered."""
+                create_time: int | None = None, selected: dict[str, Any] | None = None
+                ) -> tuple[str, str]:
+        """(inner xml, response_code) of a ``template_card_event``; the code is registered.
+        ``selected``: the card's dropdown choices (``button_selection``), question key →
+        option id(s), sent as WeCom's ``SelectedItems``."""
         code = response_code or "rc-" + secrets.token_hex(8)
         self.response_codes.setdefault(code, {"user": user, "task_id": task_id, "used": False})
         xml = self.message_xml(user, "event", {
             "Event": "template_card_event", "EventKey": event_key, "TaskId": task_id,
             "CardType": "button_interaction", "ResponseCode": code}, create_time=create_time)
+        if selected:
+            items = "".join(
+                f"<SelectedItem><QuestionKey>{_cdata(str(k))}</QuestionKey><OptionIds>"
+                + "".join(f"<OptionId>{_cdata(str(i))}</OptionId>"
+                          for i in (v if isinstance(v, list) else [v]))
+                + "</OptionIds></SelectedItem>" for k, v in selected.items())
+            xml = xml.replace("</xml>", f"<SelectedItems>{items}</SelectedItems></xml>")
         return xml, code
 
     async def tap_card(self, bot_url: str, user: str, event_key: str, task_id: str,
-                       response_code: str | None = None) -> tuple[int, str]:
-        xml, _code = self.tap_xml(user, event_key, task_id, response_code)
+                       response_code: str | None = None,
+                       selected: dict[str, Any] | None = None) -> tuple[int, str]:
+        xml, _code = self.tap_xml(user, event_key, task_id, response_code, selected=selected)
         return await self.send_xml(bot_url, xml)
 
     async def send_event(self, bot_url: str, user: str, event: str,

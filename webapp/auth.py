@@ -200,17 +200,32 @@ async def platform_signin(request: web.Request) -> web.StreamResponse:
 def public_url(request: web.Request, path: str) -> str:
     """Absolute URL of ``path`` as the platform must redirect back to it (behind a proxy,
     set ``FIELDBOT_WEB_PUBLIC_URL``)."""
-    base = web_ctx(request).settings.web_public_url.rstrip("/")
+    settings = web_ctx(request).settings
+    base = settings.web_public_url.rstrip("/")
     if not base:
+        if not settings.web_demo_login:  # never from the Host header outside the demo
+            raise PublicURLMissing()
         base = f"{request.scheme}://{request.host}"
     return base + path
+
+
+class PublicURLMissing(RuntimeError):
+    """Sign-in needs ``FIELDBOT_WEB_PUBLIC_URL``: a redirect_uri is never built from the
+    request's Host header (``Host: evil.example`` would send the code there)."""
 
 
 def _begin_signin(request: web.Request, platform: str, adapter) -> web.StreamResponse:
     """The platform's own sign-in flow, as its adapter describes it: a redirect to its OAuth
     page (WeCom, Feishu), or a page whose script asks the container for a code (DingTalk)."""
     nxt = _safe_next(request.query.get("next"))
-    how = adapter.web_signin(public_url(request, f"/app/auth/{platform}"), nxt)
+    try:
+        back = public_url(request, f"/app/auth/{platform}")
+    except PublicURLMissing:
+        log.error("sign-in refused: FIELDBOT_WEB_PUBLIC_URL is not set")
+        return error_page(request, 503, "登录尚未配置（管理员需设置 FIELDBOT_WEB_PUBLIC_URL）/ "
+                                        "Sign-in is not configured yet: the admin must set "
+                                        "FIELDBOT_WEB_PUBLIC_URL.")
+    how = adapter.web_signin(back, nxt)
     if "redirect" in how:
         raise web.HTTPFound(how["redirect"])
     return render(request, how["page"], next=nxt, **how.get("values", {}))

@@ -61,7 +61,9 @@ async def test_follow_up_resets_the_stale_clock(env, app):
     await env.jobs.run("stale", now=NOW)
     (row,) = env.outbox()
     btn = buttons(row["card"], app.secret)
-    assert unpack_action(app.secret, btn["已跟进"]).args == {"r": "stale", "k": "deal", "e": did}
+    args = unpack_action(app.secret, btn["已跟进"]).args
+    assert {k: v for k, v in args.items() if k != "c"} == {"r": "stale", "k": "deal", "e": did}
+    assert args["c"] == env.outbox()[0]["card"]["card_id"]  # the card a tap redraws
 
     toast = await app.tap("zhangsan", btn["已跟进"])
     assert toast.kind == "success" and "已记录跟进" in toast.text
@@ -127,9 +129,12 @@ async def test_chase_records_and_notifies_finance(env, app):
     toast = await app.tap("zhangsan", buttons(env.outbox()[0]["card"], app.secret)["催款"])
     assert toast.kind == "success" and "通知财务" in toast.text
     assert ("invoice.chase", str(iid)) in env.sql("SELECT action, entity_id FROM audit_log")
-    (target, message), = [(json.loads(t) if isinstance(t, str) else t,
-                           json.loads(m) if isinstance(m, str) else m) for t, m in env.sql(
+    sent = [(json.loads(t) if isinstance(t, str) else t,
+             json.loads(m) if isinstance(m, str) else m) for t, m in env.sql(
         "SELECT target, message FROM outbox WHERE idem_key LIKE 'in:%'")]
+    (target, message), = [(t, m) for t, m in sent if m["kind"] == "text"]
+    (redraw,) = [m for _t, m in sent if m["kind"] == "update_card"]  # the card, in place
+    assert "✓ 已催款" in redraw["card"]["text"]
     assert target["id"] == "likj" and "INV-77 逾期 8 天，未收 ¥80,000.00" in message["text"]
 
 

@@ -138,9 +138,12 @@ async def test_quote_manager_then_vp_then_requester_told(stack, platform):
     res = await tap(stack, platform, "lijingli", card, 0)
     if platform == "feishu":
         assert "已同意" in res["toast"]["text"]
-    await wait_for(stack, platform, "lijingli",
-                   lambda ms: [m for m in ms if m["id"] == card["id"]
-                               and "已同意 by 李经理" in str(m["card"])])
+    (mine,) = await wait_for(stack, platform, "lijingli",
+                             lambda ms: [m for m in ms if m["id"] == card["id"]
+                                         and "已同意 by 李经理" in str(m["card"])])
+    # the tapped card is redrawn with the chain's true state, its buttons gone
+    assert "李经理（经理）✅" in str(mine["card"]) and "⏳" in str(mine["card"])
+    assert not mine["card"]["buttons"]
     await wait_for(stack, platform, "zhangsan", text_with("等待 王总 审批"))
 
     vp = await wait_for(stack, platform, "wangzong",
@@ -258,10 +261,16 @@ async def test_escalation_after_timeout_with_frozen_clock(stack, platform):
                           card_with("报价审批", buttons=["同意", "驳回"]))
     await asyncio.sleep(0.3)  # let the outbox record the card's platform ref
     app = stack.runner.app
-    local = datetime.now(UTC) + timedelta(days=3)
-    while local.weekday() >= 5:
-        local += timedelta(days=1)
-    frozen = local.replace(hour=3, minute=0)  # 11:00 Asia/Shanghai on a work day
+    # 11:00 Shanghai on the second work day after today: at least one whole work day
+    # (9 working hours ≥ the 8 of the rules) lies between, whatever day today is
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Asia/Shanghai")
+    day, n = datetime.now(UTC).astimezone(tz).date(), 0
+    while n < 2:
+        day += timedelta(days=1)
+        n += day.weekday() < 5
+    frozen = datetime(day.year, day.month, day.day, 11, 0, tzinfo=tz).astimezone(UTC)
     res = await scan(app[ENGINE], app[SETTINGS], app[SETTINGS].secret(), frozen)
     assert res["escalated"] == 1, res
     app[OUTBOX].wake()

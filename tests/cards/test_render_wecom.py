@@ -109,3 +109,25 @@ def test_task_id_is_stable_and_valid():
     assert task_id_for("out:12:1") == task_id_for("out:12:1") == "out_12_1"
     long = task_id_for("in:" + "9" * 200)
     assert len(long) <= 128 and long == task_id_for("in:" + "9" * 200)
+
+
+def test_labels_fit_the_template_card_without_cut_words():
+    """WeCom's limits (key names 10, buttons 10, replace_name 14 characters): a bilingual
+    label keeps its Chinese half, a status ends at a word, never "客户 / Cust…"."""
+    from cards.render_wecom import KEYNAME_CHARS, _fit, render_card, render_update
+
+    assert _fit("客户 / Customer", KEYNAME_CHARS) == "客户"
+    assert _fit("已同意 by 李经理 19:05", 14) == "已同意 by 李经理…"
+    assert _fit("短标签", 10) == "短标签"
+    card = Card(title="拜访记录草稿 / Draft visit", fields=[
+        KV(label="客户 / Customer", value="华东精密零部件有限公司"),
+        KV(label="来源 / Source", value="语音"), KV(label="建议跟进", value="2026-12-15")],
+        buttons=[Button(text="保存并跟进 / Save + follow up", action=tok("x")),
+                 Button(text="放弃 / Discard", style="danger", action=tok("y"))])
+    tpl = render_card(card, "t")
+    assert [k["keyname"] for k in tpl["horizontal_content_list"]] == ["客户", "来源", "建议跟进"]
+    assert [b["text"] for b in tpl["button_list"]] == ["保存并跟进", "放弃"]
+    done = render_update(card.model_copy(update={"status": "已同意 by 李经理 19:05"}), "t")
+    tpl = done["template_card"]  # the whole card redrawn: outcome shown, buttons gone
+    assert tpl["card_type"] == "text_notice" and "button_list" not in tpl
+    assert "已同意 by 李经理 19:05" in tpl["emphasis_content"]["title"]

@@ -136,3 +136,71 @@ def test_settings_overrides_point_at_the_simulator():
     assert set(settings.enabled_platforms()) == set(sim.platforms)
     for p in sim.platforms:
         assert getattr(settings, f"{p}_api_base") == "http://127.0.0.1:12345"
+
+
+def card_text(m: dict) -> str:
+    import json
+
+    return json.dumps(m["card"], ensure_ascii=False)
+
+
+@pytest.mark.dates  # the follow-up date ("下周二") is relative to today
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_sample_voice_note_and_photos_make_the_right_cards(stack, platform):
+    """The newcomer's path, through the real callbacks and the real recognisers: the sample
+    voice note (Mandarin, names 华东精密 and 下周二) → a visit draft for that customer with
+    next Tuesday as the follow-up; the sample storefront photos → a check-in for the customer
+    on the sign, and the unknown company's sign → the new-customer offer."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    if platform not in (stack.sim.bot_platforms or []):
+        pytest.skip(f"{platform} not available")
+    user = "zhangsan"
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    next_tuesday = today - timedelta(days=today.weekday()) + timedelta(days=8)
+    async with stack.http.get("/demo/api/people") as r:
+        samples = (await r.json())["samples"]
+    assert {p["id"] for p in samples["photos"]} >= {"sign_huadong", "sign_jinling"}
+
+    def newest_card(*needles):
+        def pred(bot):
+            cards = [m for m in bot if m["kind"] == "card"]
+            return cards[-1:] if cards and all(n in card_text(cards[-1]) for n in needles) \
+                else None
+        return pred
+
+    await post(stack, "/demo/api/say", {"platform": platform, "user": user, "kind": "voice",
+                                        "sample": "visit_huadong"})
+    (voice,) = await wait_for(stack, platform, user,
+                              newest_card("华东精密零部件有限公司", "语音"), timeout=90)
+    assert next_tuesday.isoformat() in card_text(voice), card_text(voice)
+    assert "秒）" in card_text(voice)  # the measured length, never "0 秒"
+    signs = (("sign_huadong", "华东精密零部件有限公司"), ("sign_jinling", "南京金陵化工集团"))
+    for sample, name in signs:
+        await post(stack, "/demo/api/say", {"platform": platform, "user": user,
+                                            "kind": "image", "sample": sample})
+        await wait_for(stack, platform, user, newest_card(f"在 {name} 签到"), timeout=90)
+    await post(stack, "/demo/api/say", {"platform": platform, "user": user, "kind": "image",
+                                        "sample": "sign_unknown"})
+    await wait_for(stack, platform, user, newest_card("杭州云帆物流有限公司"), timeout=90)
+
+
+async def test_own_upload_is_sent_like_a_platform_file(stack):
+    """A file of the user's own (base64 from the page): stored in the fake's media store and
+    announced with the platform's callback; bad uploads are 4xx."""
+    import base64
+    from pathlib import Path
+
+    jpg = (Path(__file__).resolve().parents[2] / "simulator/static/samples/sign_huadong.jpg")
+    data = base64.b64encode(jpg.read_bytes()).decode()
+    await post(stack, "/demo/api/say", {"platform": "dingtalk", "user": "zhangsan",
+                                        "kind": "image", "data": data, "mime": "image/jpeg",
+                                        "name": "门头.jpg"})
+    checkin = "在 华东精密零部件有限公司 签到"
+    await wait_for(stack, "dingtalk", "zhangsan", lambda bot: [
+        m for m in bot if m["kind"] == "card" and checkin in card_text(m)], timeout=90)
+    for bad in ({"data": "!!notbase64!!"}, {"sample": "nope"}):
+        async with stack.http.post("/demo/api/say", json={
+                "platform": "wecom", "user": "zhangsan", "kind": "image", **bad}) as r:
+            assert r.status == 400, bad

@@ -256,3 +256,41 @@ async def test_discount_needs_an_open_deal(core):
     assert "¥0" not in json.dumps(card, ensure_ascii=False)
     (amount,), = core.sql("SELECT amount FROM approval_requests")
     assert amount > 0
+
+
+async def test_digest_on_demand_for_managers_only(core):
+    await core.ingress.submit(say(1, "日报"), toast_wait=5)
+    assert "日报发给经理" in texts_of(core)[-1]
+    await core.ingress.submit(say(2, "日报", sender="lijingli", chat="lijingli"), toast_wait=5)
+    (card,) = [c["card"] for c in cards(core) if c["kind"] == "card"]
+    assert card["title"].startswith("团队日报")
+    fields = {f["label"]: f["value"] for f in card["fields"]}
+    assert {"本月应收", "逾期未收", "停滞商机"} <= set(fields)
+
+
+async def test_alert_action_redraws_its_card_in_place(core):
+    """已跟进 on an alert card: stored and audited as before, and the same card is redrawn —
+    that item's buttons gone, the outcome on the card; the second item's tap redraws the
+    redrawn card, and the last one makes it final."""
+    secret = core.dispatcher.secret
+    await core.ingress.submit(say(1, "提醒"), toast_wait=5)
+    stale = next(c for c in cards(core) if c["card"]["title"].startswith("商机停滞提醒"))
+    first = stale["card"]["buttons"][0]
+    assert first["text"].endswith("已跟进")
+    args = unpack_action(secret, first["action"]).args
+    _new, toast = await core.ingress.submit(tap(1, first["action"]), toast_wait=5)
+    assert toast is not None and toast.kind == "success"
+    (upd,) = [c for c in cards(core) if c["kind"] == "update_card"]
+    redrawn = upd["card"]
+    assert redrawn["card_id"] == stale["card"]["card_id"]
+    left = [unpack_action(secret, b["action"]).args for b in redrawn["buttons"]]
+    assert all((a["k"], a["e"]) != (args["k"], args["e"]) for a in left)
+    assert "✓ 已跟进" in redrawn["text"] and "张三" in redrawn["text"]
+    n = 2
+    while redrawn["buttons"]:  # tap through the rest: each redraw builds on the last
+        _new, _t = await core.ingress.submit(tap(n, redrawn["buttons"][0]["action"]),
+                                             toast_wait=5)
+        redrawn = [c for c in cards(core) if c["kind"] == "update_card"][-1]["card"]
+        n += 1
+    assert redrawn["status"].startswith("已处理")
+    assert redrawn["text"].count("✓ ") == n - 1

@@ -149,3 +149,30 @@ async def test_malformed_multipart_is_400_not_500(web, caplog):
                     "Content-Type": ctype, "X-CSRF-Token": rep.csrf}) as r:
                 assert r.status == 400, (path, ctype, r.status)
     assert "Traceback" not in caplog.text
+
+
+async def test_redirect_uri_never_comes_from_the_host_header(web):
+    """Outside the demo, without FIELDBOT_WEB_PUBLIC_URL, sign-in is refused (503 with the
+    setting named) rather than redirecting to ``Host: evil.example``; with it, the
+    redirect_uri is the configured URL whatever the Host says."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from webapp.core import WEB
+
+    subapps = [r._app for r in web.runner.app.router.resources()
+               if hasattr(r, "_app") and WEB in r._app]  # the /app sub-application
+    ctx = subapps[0][WEB] if subapps else None
+    assert ctx is not None
+    c = web.client()
+    ctx.settings = ctx.settings.model_copy(update={"web_demo_login": False,
+                                                   "web_public_url": ""})
+    async with c.http.get("/app/auth/wecom", headers={"Host": "evil.example"},
+                          allow_redirects=False) as r:
+        assert r.status == 503 and "FIELDBOT_WEB_PUBLIC_URL" in await r.text()
+        assert "evil.example" not in r.headers.get("Location", "")
+    ctx.settings = ctx.settings.model_copy(update={"web_public_url": "https://crm.example.cn"})
+    async with c.http.get("/app/auth/wecom", headers={"Host": "evil.example"},
+                          allow_redirects=False) as r:
+        assert r.status == 302
+        q = parse_qs(urlsplit(r.headers["Location"]).query)
+        assert q["redirect_uri"] == ["https://crm.example.cn/app/auth/wecom"]

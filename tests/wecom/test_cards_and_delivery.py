@@ -41,7 +41,9 @@ async def test_help_card_tap_updates_the_card(env: Env):
     up = updates[0].body
     assert up["response_code"] == code
     assert up["userids"] == ["zhangsan"] and up["agentid"] == 218
-    assert up["button"] == {"replace_name": "已读 ✓"}
+    card = up["template_card"]  # the whole card redrawn: the outcome shown, no buttons
+    assert card["emphasis_content"]["title"] == "已读 ✓" and "button_list" not in card
+    assert card["task_id"] == tpl["task_id"]
     assert env.sim.response_codes[code]["used"] is True
     await env.wait_idle()
     assert env.count("audit_log", "action='help.ack'") == 1
