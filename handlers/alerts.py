@@ -35,7 +35,8 @@ from jobs.alerts import (
 )
 from jobs.targets import MANAGER_ROLES, Org, load_org, scalars
 from storage.alert_models import AlertState
-from storage.models import Customer, Deal, Invoice, OutboxMessage, User, Visit
+from storage.models import Customer, Deal, Identity, Invoice, OutboxMessage, User, Visit
+from storage.prefs import set_pref
 from storage.rules import current_alert_rules
 
 router = Router("alerts", group="提醒")
@@ -70,6 +71,39 @@ async def alerts_now(ctx: Ctx) -> None:
     ctx.audit("alerts.on_demand", "user", str(ctx.user.id), cards=sent)
     if not sent:
         await ctx.reply("现在没有需要处理的提醒 👍 / Nothing needs attention right now.")
+
+
+PLATFORM_WORDS = {"企业微信": "wecom", "企微": "wecom", "wecom": "wecom", "钉钉": "dingtalk",
+                  "dingtalk": "dingtalk", "飞书": "feishu", "feishu": "feishu", "lark": "feishu",
+                  "自动": "", "auto": ""}
+PLATFORM_LABEL = {"wecom": "企业微信", "dingtalk": "钉钉", "feishu": "飞书"}
+
+
+@router.command("提醒到", "alerts-to", help="提醒发到哪 / alerts go to", example="提醒到 飞书")
+async def alerts_to(ctx: Ctx) -> None:
+    """Where this person's alerts and digests go: a platform they are on, or 自动 (the one
+    they wrote from last)."""
+    if ctx.user is None:
+        await ctx.reply(NOT_BOUND)
+        return
+    words = ctx.event.text.strip().split()[1:]
+    mine = sorted({i.platform for i in await scalars(ctx.session, select(Identity).where(
+        Identity.user_id == ctx.user.id))})
+    names = "、".join(PLATFORM_LABEL.get(p, p) for p in mine)
+    if not words or words[0].lower() not in PLATFORM_WORDS:
+        await ctx.reply("用法：`提醒到 飞书` / `提醒到 钉钉` / `提醒到 企业微信` / `提醒到 自动`。"
+                        f"你在：{names}。/ usage: `alerts-to feishu|dingtalk|wecom|auto`")
+        return
+    platform = PLATFORM_WORDS[words[0].lower()]
+    if platform and platform not in mine:
+        await ctx.reply(f"你还没有绑定{PLATFORM_LABEL[platform]}账号（你在：{names}）。"
+                        f"/ You are not on {platform} yet.")
+        return
+    await set_pref(ctx.session, ctx.user.id, ctx.clock(), alerts_platform=platform)
+    ctx.audit("prefs.alerts_platform", "user", str(ctx.user.id), platform=platform or "auto")
+    where = PLATFORM_LABEL[platform] if platform else "你最近使用的平台 / where you wrote last"
+    await ctx.reply(f"好的，提醒和日报将发到：{where}。/ Alerts and digests now go to "
+                    f"{platform or 'the platform you used last'}.")
 
 
 @router.command("日报", "digest", help="团队日报（经理） / team digest")

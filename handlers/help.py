@@ -12,7 +12,7 @@ router = Router("help", group="其他")
 
 GROUP_NAMES = {"拜访": "拜访 Visits", "审批": "审批 Approvals", "提醒": "提醒 Alerts",
                "其他": "其他 More"}
-MEDIA_LINE = "🎤 语音 📷 门头照：直接发来 / send a voice note or photo"
+MEDIA_LINE = "🎤 语音 📷 门头照：直接发 / voice or photo"
 
 
 def all_commands() -> list[CommandHelp]:

@@ -120,7 +120,7 @@ def _fmt_time(at: datetime) -> str:
 
 
 # -- one-tap sync ------------------------------------------------------------------------------
-@router.command(*SYNC_WORDS, help="把聊天记成拜访 / file a visit from chat")
+@router.command(*SYNC_WORDS, help="聊天记成拜访 / chat to visit")
 async def sync_cmd(ctx: Ctx) -> None:
     await _sync(ctx)
 

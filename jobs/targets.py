@@ -6,11 +6,13 @@ Loaded once per run (users, teams, identities, chats are small next to deals and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlmodel import select
 
 from bot.event import Target
 from storage.models import Chat, Identity, Team, User
+from storage.prefs import all_prefs, last_used
 
 MANAGER_ROLES = ("manager", "vp", "admin")
 
@@ -85,15 +87,32 @@ async def scalars(session, stmt) -> list:
     return list((await session.execute(stmt)).scalars().all())
 
 
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 async def load_org(session) -> Org:
     org = Org()
     for u in await scalars(session, select(User)):
         org.users[u.id] = u
     for t in await scalars(session, select(Team)):
         org.teams[t.id] = t
+    # where alerts reach a person: the platform they chose (``提醒到 飞书``), else the one they
+    # wrote to the bot from last, else their first identity
+    prefs = await all_prefs(session)
+    used = await last_used(session)
+    mine: dict[int, list[Identity]] = {}
     for i in await scalars(session, select(Identity).order_by(Identity.id)):
-        org.user_targets.setdefault(i.user_id, Target(platform=i.platform, app_id=i.app_id,
-                                                      kind="user", id=i.external_id))
+        mine.setdefault(i.user_id, []).append(i)
+    for uid, idents in mine.items():
+        chosen = (prefs.get(uid) or {}).get("alerts_platform")
+        pick = next((i for i in idents if i.platform == chosen), None)
+        if pick is None:
+            seen = [i for i in idents if (i.platform, i.app_id, i.external_id) in used]
+            pick = max(seen, key=lambda i: _aware(used[(i.platform, i.app_id,
+                                                         i.external_id)])) if seen else idents[0]
+        org.user_targets[uid] = Target(platform=pick.platform, app_id=pick.app_id, kind="user",
+                                       id=pick.external_id)
     for c in await scalars(session, select(Chat)):
         extra = {"webhook_url": c.webhook_url} if c.webhook_url else {}
         org.chat_targets[c.id] = Target(platform=c.platform, app_id=c.app_id, kind="chat",

@@ -294,3 +294,43 @@ async def test_alert_action_redraws_its_card_in_place(core):
         n += 1
     assert redrawn["status"].startswith("已处理")
     assert redrawn["text"].count("✓ ") == n - 1
+
+
+async def test_alerts_reach_each_person_on_their_platform(db_url, tmp_path):
+    """A person on two platforms: alerts go where they chose (``提醒到 飞书``), else where they
+    last wrote to the bot from, else their first identity."""
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from jobs.targets import load_org
+    from storage.db import async_engine
+
+    seed(db_url, {"wecom": APP, "feishu": "cli_x"})
+    core = await build(db_url, tmp_path)
+    try:
+        async def target(name: str) -> str:
+            eng = async_engine(db_url)
+            try:
+                async with AsyncSession(eng) as s:
+                    org = await load_org(s)
+                    uid = next(u.id for u in org.users.values() if u.name == name)
+                    return org.user_targets[uid].platform
+            finally:
+                await eng.dispose()
+
+        assert await target("张三") == "wecom"  # never wrote: the first identity
+        await core.ingress.submit(say(1, "你好", sender="zhangsan"), toast_wait=5)
+        await core.ingress.submit(make_event("f1", "早上好", platform="feishu", app_id="cli_x",
+                                             sender="ou_zhangsan", message_id="fm1",
+                                             chat=ChatRef(id="ou_zhangsan", type="p2p")),
+                                  toast_wait=5)
+        assert await target("张三") == "feishu"  # wrote from Feishu last
+        await core.ingress.submit(say(2, "提醒到 企业微信"), toast_wait=5)
+        assert "企业微信" in texts_of(core)[-1]
+        assert await target("张三") == "wecom"  # chosen beats last used
+        await core.ingress.submit(say(3, "提醒到 钉钉"), toast_wait=5)
+        assert "还没有绑定钉钉" in texts_of(core)[-1]
+        await core.ingress.submit(say(4, "提醒到 自动"), toast_wait=5)
+        assert await target("张三") == "wecom"  # auto again: the WeCom message was the last
+        assert ("prefs.alerts_platform", "wecom:zhangsan") in [a[:2] for a in core.audit()]
+    finally:
+        await close(core)
