@@ -286,7 +286,7 @@
     $("alerts-now").onclick = () => say({ kind: "text", text: "提醒" });
     $("digest-now").onclick = () => say({ kind: "text", text: "日报" });
     switchTo();
-    setInterval(poll, 1000);
+    setInterval(poll, 400);  // a card shows within half a second of the bot sending it
   }
 
   init().catch((e) => { document.body.appendChild(el("p", "error", "demo API unavailable: " + e.message)); });
