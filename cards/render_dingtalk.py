@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cards.markup import inert
 from cards.model import Card, Checkbox, DatePicker, Select, TextInput
 
 DEFAULT_TEMPLATE_ID = "fieldbot.general"
@@ -45,41 +46,42 @@ def _inputs(card: Card) -> list[dict[str, Any]]:
 
 
 def render_markdown(card: Card) -> str:
-    lines = [f"### {card.title}"]
+    """DingTalk markdown; every string passes ``inert`` (no links or tags from user text)."""
+    lines = [f"### {inert(card.title)}"]
     if card.subtitle:
-        lines.append(card.subtitle)
-    lines += [f"- **{f.label}**：{f.value}" for f in card.fields]
+        lines.append(inert(card.subtitle))
+    lines += [f"- **{inert(f.label)}**：{inert(f.value)}" for f in card.fields]
     if card.text:
-        lines.append(card.text)
+        lines.append(inert(card.text))
     if card.status:
-        lines.append(f"**{card.status}**")
+        lines.append(f"**{inert(card.status)}**")
     if card.footer:
-        lines.append(card.footer)
+        lines.append(inert(card.footer))
     return "\n\n".join(lines)
 
 
 def card_json(card: Card) -> dict[str, Any]:
     final = bool(card.status)
     return {
-        "title": card.title,
-        "subtitle": card.subtitle,
+        "title": inert(card.title),
+        "subtitle": inert(card.subtitle),
         "color": card.color,
-        "fields": [{"label": f.label, "value": f.value} for f in card.fields],
-        "text": card.text,
+        "fields": [{"label": inert(f.label), "value": inert(f.value)} for f in card.fields],
+        "text": inert(card.text),
         "buttons": [] if final else [
             {"text": b.text, "style": b.style, "actionId": f"btn_{i}",
              "params": {"action": b.action}} for i, b in enumerate(card.buttons)],
         "inputs": [] if final else _inputs(card),
-        "status": card.status,
-        "footer": card.footer,
+        "status": inert(card.status),
+        "footer": inert(card.footer),
     }
 
 
 def render_card(card: Card) -> dict[str, str]:
     """The ``cardParamMap`` (string values only) for create and for update-by-key."""
     return {
-        "title": card.title,
-        "status": card.status,
+        "title": inert(card.title),
+        "status": inert(card.status),
         "markdown": render_markdown(card),
         "card": json.dumps(card_json(card), ensure_ascii=False, separators=(",", ":")),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cards.markup import inert
 from cards.model import Button, Card, Checkbox, DatePicker, Select, TextInput
 
 TEMPLATES = {"blue": "blue", "green": "green", "orange": "orange", "red": "red", "grey": "grey"}
@@ -75,11 +76,11 @@ def render_feishu(card: Card) -> dict[str, Any]:
     elements: list[dict[str, Any]] = []
     if card.fields:
         elements.append({"tag": "markdown", "content": "\n".join(
-            f"**{f.label}**：{f.value}" for f in card.fields)})
+            f"**{inert(f.label)}**：{inert(f.value)}" for f in card.fields)})
     if card.text:
-        elements.append({"tag": "markdown", "content": card.text})
+        elements.append({"tag": "markdown", "content": inert(card.text)})
     if card.status:
-        elements.append({"tag": "markdown", "content": f"**{card.status}**"})
+        elements.append({"tag": "markdown", "content": f"**{inert(card.status)}**"})
     elif card.inputs:
         form = [_input(i) for i in card.inputs] + _button_row(card.buttons, in_form=True) \
             if card.buttons else [_input(i) for i in card.inputs]
@@ -87,6 +88,7 @@ def render_feishu(card: Card) -> dict[str, Any]:
     elif card.buttons:
         elements += _button_row(card.buttons, in_form=False)
     if card.footer:
-        elements.append({"tag": "markdown", "content": card.footer, "text_size": "notation"})
+        elements.append({"tag": "markdown", "content": inert(card.footer),
+                         "text_size": "notation"})
     return {"schema": "2.0", "config": {"update_multi": True}, "header": header,
             "body": {"elements": elements}}

@@ -19,6 +19,7 @@ from bot.router import Router
 from cards import KV, Button, Card, Option, Select, TextInput
 from config.rules import ApprovalRules, load_rules
 from handlers import approval_cards as ac
+from jobs.targets import load_org
 from storage import approvals as sm
 
 router = Router("approvals", group="审批")
@@ -138,9 +139,12 @@ async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None) -> 
             return
         subject, note = words[0], parse_note(words[1:])
         existing = await sm.find_customer(session, subject)
-        if existing is not None and existing.name == subject:
+        if existing is not None and existing.name == subject and await _may_see(
+                ctx, existing.owner_id):
             await ctx.reply(f"客户「{subject}」已存在 / customer already exists.")
             return
+        # another team's customer: say nothing of it (the request goes on; the approver,
+        # who sees both, decides) — an answer must not reveal what is outside one's scope
     else:
         if len(words) < 2:
             await ctx.reply(usage(kind))
@@ -193,6 +197,19 @@ async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None) -> 
     users = await sm.users_by_id(session, [uid for _, uid in chain])
     preview = [(role, users[uid].name if uid in users else "（无人）") for role, uid in chain]
     await ctx.reply(ac.confirm_card(v, ctx.sign, preview))
+
+
+async def _may_see(ctx: Ctx, owner_id: int | None) -> bool:
+    """Is a customer of ``owner_id`` inside the asker's scope (their own, their people's, or
+    everyone's for an admin / VP)?"""
+    user = ctx.user
+    if user is None:
+        return False
+    if owner_id is None or owner_id == user.id or user.role in ("admin", "vp"):
+        return True
+    if user.role != "manager":
+        return False
+    return (await load_org(ctx.session)).is_manager_of(user.id, owner_id)
 
 
 def _kind_handler(kind: str):

@@ -233,14 +233,17 @@ async def _resolve_customer(db: Any, user: User, v: dict[str, str], errors: list
             return await db.get(Customer, mine[0].customer_id)
     if v["new_customer"] and v["new_name"].strip():
         new_name = v["new_name"].strip()[:100]
-        if (await db.exec(select(Customer).where(Customer.name == new_name))).first():
+        same = (await db.exec(select(Customer).where(Customer.name == new_name))).all()
+        if any(may_see(scope, c.owner_id) for c in same):
             errors.append(f"客户“{new_name}”已存在 / That customer already exists.")
             return None
+        # one outside the rep's scope is not mentioned (that would reveal another team's
+        # customer): the new one is made, and the audit row tells an admin to merge
         customer = Customer(name=new_name, owner_id=user.id, region="")
         db.add(customer)
         await db.flush()
         audit(db, user, "customer.create", "customer", customer.id, source="web_visit",
-              name=new_name)
+              name=new_name, **({"possible_duplicate_of": [c.id for c in same]} if same else {}))
         return customer
     errors.append("请选择客户 / Choose the customer." if not name else
                   f"找不到客户“{name}” / No customer “{name}”: pick one from the list.")

@@ -334,3 +334,18 @@ async def test_alerts_reach_each_person_on_their_platform(db_url, tmp_path):
         assert ("prefs.alerts_platform", "wecom:zhangsan") in [a[:2] for a in core.audit()]
     finally:
         await close(core)
+
+
+async def test_new_customer_reveals_nothing_outside_ones_scope(core):
+    """``新客户 <name>`` of an existing customer: its owner (or their manager) is told it
+    exists; a rep of another team gets the same answer as for any new name."""
+    name = "华东精密零部件有限公司"  # 张三's, 华东区
+    await core.ingress.submit(say(1, f"新客户 {name}"), toast_wait=5)
+    assert "已存在" in texts_of(core)[-1]
+    await core.ingress.submit(say(2, f"新客户 {name}", sender="wangwu", chat="wangwu"),
+                              toast_wait=5)
+    await core.ingress.submit(say(3, "新客户 明辉五金", sender="wangwu", chat="wangwu"),
+                              toast_wait=5)
+    mine = [r["message"] for r in core.outbox() if r["target"]["id"] == "wangwu"]
+    assert [m["kind"] for m in mine] == ["card", "card"]  # both: the confirmation card
+    assert all("已存在" not in json.dumps(m, ensure_ascii=False) for m in mine)
