@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     web_session_hours: int = 12  # a signed session cookie older than this is refused
     web_cookie_secure: bool = False  # set true behind HTTPS (the platforms' H5 pages are)
     web_max_upload_bytes: int = 20 * 1024 * 1024  # photos, voice, CSV/XLSX imports
+    web_max_form_bytes: int = 1024 * 1024  # every other page and API request
     web_public_url: str = ""  # https://fieldbot.example.com: OAuth redirects come back here
     dingtalk_corp_id: str = ""  # DingTalk H5 sign-in (免登) asks the container with it
     api_tokens: list[SecretStr] = Field(default_factory=list)  # REST API bearer tokens

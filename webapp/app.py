@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.errors import BAD_INPUT, unexpected
-from webapp.auth import session_middleware
+from webapp.auth import UPLOAD_PATHS, session_middleware
 from webapp.core import WEB, WebCtx
 from webapp.render import JINJA, error_page, make_env
 
@@ -48,7 +48,9 @@ async def friendly_errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def web_ctx_limit(request: web.Request) -> int:
-    return request.config_dict[WEB].settings.web_max_upload_bytes
+    settings = request.config_dict[WEB].settings
+    return (settings.web_max_upload_bytes if request.path in UPLOAD_PATHS
+            else settings.web_max_form_bytes)
 
 
 def build_webapp(ctx: WebCtx) -> web.Application:

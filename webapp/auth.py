@@ -29,6 +29,8 @@ PRELOGIN = "fb_prelogin"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # paths that take a POST before any session exists (they check their own token)
 NO_SESSION_POSTS = ("/app/login",)
+# the routes that take files (everything else is capped at web_max_form_bytes)
+UPLOAD_PATHS = frozenset({"/app/visits/photo", "/app/visits/voice", "/app/data/import"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -39,8 +41,11 @@ def _wants_html(request: web.Request) -> bool:
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = web_ctx(request)
-    # the bot's own cap (64 KB, for callbacks) is far too small for a photo or a CSV upload
-    request = request.clone(client_max_size=ctx.settings.web_max_upload_bytes)
+    # per route: the upload routes take a photo, a recording or a CSV; every other request is
+    # a form or JSON (the bot's own 64 KB cap is for callbacks)
+    limit = (ctx.settings.web_max_upload_bytes if request.path in UPLOAD_PATHS
+             else ctx.settings.web_max_form_bytes)
+    request = request.clone(client_max_size=limit)
     max_age = ctx.settings.web_session_hours * 3600
     sess = ws.read(ctx.secret, request.cookies.get(ws.COOKIE), max_age)
     if sess is not None:

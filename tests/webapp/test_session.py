@@ -176,3 +176,21 @@ async def test_redirect_uri_never_comes_from_the_host_header(web):
         assert r.status == 302
         q = parse_qs(urlsplit(r.headers["Location"]).query)
         assert q["redirect_uri"] == ["https://crm.example.cn/app/auth/wecom"]
+
+
+async def test_body_limits_are_per_route(web):
+    """Forms and JSON are capped at 1 MB; only the upload routes take large files."""
+    rep = await web.client().login("zhangsan")
+    big = {"_csrf": rep.csrf, "pad": "A" * (2 * 1024 * 1024)}
+    async with rep.http.post("/app/sync", data=big) as r:
+        assert r.status == 413
+    async with rep.http.post("/app/visits", data=big) as r:
+        assert r.status == 413 and "1 MB" in await r.text()
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("photo", b"\xff\xd8" + b"\0" * (2 * 1024 * 1024), filename="big.jpg",
+                   content_type="image/jpeg")
+    async with rep.http.post("/app/visits/photo", data=form,
+                             headers={"X-CSRF-Token": rep.csrf}) as r:
+        assert r.status != 413  # read (and refused as a broken image, not as too large)
