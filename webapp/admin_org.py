@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlmodel import select
 
 from storage.models import AuditLog, Chat, Identity, Team, User
-from webapp.auth import require
+from webapp.auth import end_sessions, require
 from webapp.core import ROLE_RANK, current_user, web_ctx
 from webapp.render import render
 
@@ -179,7 +179,25 @@ async def user_update(request: web.Request) -> web.StreamResponse:
             values = _user_values(form, users, teams, user)
         except Refused as exc:
             return await _users_page(request, 400, f"未保存：{exc}", "error", edit=user)
+        was = (user.role, user.active)
         await _update(db, request, user, values, "user", "name")
+        if (values["role"], values["active"]) != was:  # what they may see changed: sign out
+            await end_sessions(db, user.id, "role or status changed")
+            await db.commit()
+    raise web.HTTPSeeOther("/app/admin/users?done=1")
+
+
+@routes.post("/app/admin/users/{user_id:\\d+}/sessions/end")
+@require("admin")
+async def user_sessions_end(request: web.Request) -> web.StreamResponse:
+    """An admin signs someone out of the mini-app everywhere, at once."""
+    async with web_ctx(request).session() as db:
+        user = await db.get(User, int(request.match_info["user_id"]))
+        if user is None:
+            raise web.HTTPNotFound()
+        n = await end_sessions(db, user.id, "ended by an admin")
+        _audit(db, request, "user.sessions_end", "user", user.id, name=user.name, sessions=n)
+        await db.commit()
     raise web.HTTPSeeOther("/app/admin/users?done=1")
 
 

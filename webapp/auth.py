@@ -13,11 +13,13 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from aiohttp import web
-from sqlmodel import select
+from sqlmodel import delete, select, update
 
-from storage.models import AuditLog, Identity, Team, User
+from storage.models import AuditLog, Identity, Team, User, now
+from storage.session_models import WebSession
 from webapp import session as ws
 from webapp.core import SESSION_KEY, USER_KEY, current_user, web_ctx
 from webapp.render import error_page, render
@@ -51,7 +53,10 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     if sess is not None:
         async with ctx.session() as db:
             user = await db.get(User, sess.user_id)
-        if user is not None and user.active:
+            row = await db.get(WebSession, sess.nonce)
+        live = (row is not None and row.user_id == sess.user_id and row.revoked_at is None
+                and row.expires_at > now())
+        if user is not None and user.active and live:
             request[SESSION_KEY] = sess
             request[USER_KEY] = user
     if request.method in UNSAFE and request.path not in NO_SESSION_POSTS:
@@ -106,12 +111,34 @@ def _safe_next(value: str | None) -> str:
     return "/app/"
 
 
-def start_session(request: web.Request, resp: web.StreamResponse, user: User, via: str
-                  ) -> None:
+async def start_session(request: web.Request, resp: web.StreamResponse, user: User,
+                        via: str) -> None:
+    """The signed cookie, and the server-side row that makes it good until revoked."""
     ctx = web_ctx(request)
-    resp.set_cookie(ws.COOKIE, ws.issue(ctx.secret, user.id, via), httponly=True,
-                    samesite="Lax", secure=ctx.settings.web_cookie_secure, path="/",
-                    max_age=ctx.settings.web_session_hours * 3600)
+    hours = ctx.settings.web_session_hours
+    cookie = ws.issue(ctx.secret, user.id, via)
+    sess = ws.read(ctx.secret, cookie, hours * 3600)
+    assert sess is not None
+    async with ctx.session() as db:
+        at = now()
+        await db.exec(delete(WebSession).where(WebSession.user_id == user.id,  # keep it small
+                                               WebSession.expires_at < at))
+        db.add(WebSession(nonce=sess.nonce, user_id=user.id, via=via, created_at=at,
+                          expires_at=at + timedelta(hours=hours)))
+        await db.commit()
+    resp.set_cookie(ws.COOKIE, cookie, httponly=True, samesite="Lax",
+                    secure=ctx.settings.web_cookie_secure, path="/", max_age=hours * 3600)
+
+
+async def end_sessions(db, user_id: int, reason: str, only: str | None = None) -> int:
+    """Revoke a user's live sessions (all, or the one ``only`` names); returns how many."""
+    q = update(WebSession).where(WebSession.user_id == user_id,
+                                 WebSession.revoked_at.is_(None))
+    if only is not None:
+        q = q.where(WebSession.nonce == only)
+    res = await db.exec(q.values(revoked_at=now()))
+    log.info("ended %s web session(s) of user %s: %s", res.rowcount, user_id, reason)
+    return res.rowcount
 
 
 async def _audit_signin(request: web.Request, user: User, via: str) -> None:
@@ -162,7 +189,7 @@ async def demo_login(request: web.Request) -> web.StreamResponse:
         return error_page(request, 400, "没有这个用户 / No such user.")
     await _audit_signin(request, user, "demo")
     resp = web.HTTPFound(_safe_next(str(form.get("next", ""))))
-    start_session(request, resp, user, "demo")
+    await start_session(request, resp, user, "demo")
     raise resp
 
 
@@ -198,7 +225,7 @@ async def platform_signin(request: web.Request) -> web.StreamResponse:
                                         "set up yet: ask an admin.")
     await _audit_signin(request, user, platform)
     resp = web.HTTPFound(_safe_next(request.query.get("next") or request.query.get("state")))
-    start_session(request, resp, user, platform)
+    await start_session(request, resp, user, platform)
     raise resp
 
 
@@ -238,6 +265,13 @@ def _begin_signin(request: web.Request, platform: str, adapter) -> web.StreamRes
 
 @routes.post("/app/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
+    sess, user = request.get(SESSION_KEY), current_user(request)
+    if sess is not None and user is not None:  # the session ends here, not just the cookie
+        async with web_ctx(request).session() as db:
+            await end_sessions(db, user.id, "logout", only=sess.nonce)
+            db.add(AuditLog(actor_id=user.id, action="web.signout", entity="user",
+                            entity_id=str(user.id), detail={}))
+            await db.commit()
     resp = web.HTTPFound("/app/login")
     resp.del_cookie(ws.COOKIE, path="/")
     raise resp

@@ -194,3 +194,43 @@ async def test_body_limits_are_per_route(web):
     async with rep.http.post("/app/visits/photo", data=form,
                              headers={"X-CSRF-Token": rep.csrf}) as r:
         assert r.status != 413  # read (and refused as a broken image, not as too large)
+
+
+async def test_sessions_end_on_logout_role_change_and_by_an_admin(web):
+    """Server-side sessions: the cookie is only good while its row is."""
+    from webapp import session as ws_
+
+    async def works(c) -> bool:
+        async with c.http.get("/app/", allow_redirects=False) as r:
+            return r.status == 200
+
+    def cookie_of(c) -> str:
+        return next(m.value for m in c.http.cookie_jar if m.key == ws_.COOKIE)
+
+    rep = await web.client().login("zhangsan")
+    kept = cookie_of(rep)
+    assert await works(rep)
+    assert (await rep.post("/app/logout")).status == 200  # → the sign-in page
+    replay = web.client()
+    replay.http.cookie_jar.update_cookies({ws_.COOKIE: kept})
+    assert not await works(replay)  # the old cookie died with the logout
+    assert web.sql("SELECT count(*) FROM web_sessions WHERE revoked_at IS NOT NULL") == [(1,)]
+
+    a, b = await web.client().login("lisi"), await web.client().login("lisi")
+    admin = await web.client().login("admin")
+    (lisi_id,), = web.sql("SELECT id FROM users WHERE name = '李四'")
+    async with admin.http.post(f"/app/admin/users/{lisi_id}/sessions/end",
+                               data={"_csrf": admin.csrf}, allow_redirects=False) as r:
+        assert r.status == 303
+    assert not await works(a) and not await works(b)
+    assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'user.sessions_end'") == [(1,)]
+
+    c = await web.client().login("wangwu")
+    (wid,), = web.sql("SELECT id FROM users WHERE name = '王五'")
+    page = await admin.page(f"/app/admin/users/{wid}")
+    assert "王五" in page
+    async with admin.http.post(f"/app/admin/users/{wid}", data={
+            "_csrf": admin.csrf, "name": "王五", "role": "manager", "active": "on"},
+            allow_redirects=False) as r:
+        assert r.status == 303, await r.text()
+    assert not await works(c)  # a role change signs the person out
