@@ -137,3 +137,13 @@ async def test_captured_sign_with_another_body_is_refused(env: Env):
     await env.wait_idle()
     assert env.count("inbox_events") == 1
     assert env.sim.sent("lijingli") == []
+
+
+async def test_deeply_nested_json_is_400_not_500(env: Env, caplog):
+    """30,000 nested arrays (signed, under the size cap): json raises RecursionError — a 400
+    like any malformed body, one log line, no traceback."""
+    body = b"[" * 30_000 + b"]" * 30_000
+    status, _ = await env.sim.post_robot(env.url, body, env.sim.sign_robot())
+    assert status == 400
+    assert "Traceback" not in caplog.text
+    assert env.count("inbox_events") == 0
