@@ -23,6 +23,7 @@ from bot.ctx import Ctx
 from bot.router import Router
 from cards import Button, Card, unpack_action
 from config.alert_rules import DORMANT_TAG
+from handlers.approvals import NOT_BOUND
 from handlers.visits import LOCAL_TZ
 from jobs.alerts import (
     RunCtx,
@@ -41,10 +42,17 @@ from storage.rules import current_alert_rules
 
 router = Router("alerts", group="提醒")
 SNOOZE_DAYS = 7
-NOT_BOUND = "未找到你的账号，请联系管理员绑定。/ Your account is not set up yet; ask an admin."
 
 
 # -- on demand ---------------------------------------------------------------------------------
+async def _on_demand(ctx: Ctx) -> RunCtx:
+    """The scheduled jobs' context for a run someone asked for now, in this event's session."""
+    return RunCtx(session=ctx.session, rules=await current_alert_rules(ctx.session,
+                                                                       ctx.settings.rules),
+                  now=ctx.clock(), secret=ctx.secret, dialect="", org=await load_org(ctx.session),
+                  on_demand=True)
+
+
 @router.command("提醒", "alerts", help="我的提醒 / my alerts")
 async def alerts_now(ctx: Ctx) -> None:
     """The stale-deal and overdue-invoice cards of the scheduled scans, for the asker's own
@@ -52,10 +60,8 @@ async def alerts_now(ctx: Ctx) -> None:
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
         return
-    org = await load_org(ctx.session)
-    rc = RunCtx(session=ctx.session, rules=await current_alert_rules(ctx.session,
-                                                                     ctx.settings.rules),
-                now=ctx.clock(), secret=ctx.secret, dialect="", org=org, on_demand=True)
+    rc = await _on_demand(ctx)
+    org = rc.org
     mine = {ctx.user.id}
     if ctx.user.role in MANAGER_ROLES:
         mine |= set(org.reports_of(ctx.user.id))
@@ -116,11 +122,7 @@ async def digest_now(ctx: Ctx) -> None:
         await ctx.reply("日报发给经理；你可以发送 `提醒` 查看自己的提醒。/ The digest is for "
                         "managers: send `alerts` for your own.")
         return
-    org = await load_org(ctx.session)
-    rc = RunCtx(session=ctx.session, rules=await current_alert_rules(ctx.session,
-                                                                     ctx.settings.rules),
-                now=ctx.clock(), secret=ctx.secret, dialect="", org=org, on_demand=True)
-    card = await build_digest(rc, ctx.user.id)
+    card = await build_digest(await _on_demand(ctx), ctx.user.id)
     ctx.audit("digest.on_demand", "user", str(ctx.user.id), sent=card is not None)
     await ctx.reply(card if card is not None else
                     "你的团队还没有可汇总的数据。/ Nothing to sum up for your team yet.")

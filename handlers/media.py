@@ -31,13 +31,14 @@ from bot.router import Router
 from cards import KV, Button, Card
 from handlers.visits import (
     LOCAL_TZ,
+    buffer_row,
     draft_card,
     find_customers,
     local_today,
     save_visit,
 )
 from storage import chat_buffer
-from storage.models import ChatMessage, Customer, Visit
+from storage.models import Customer, Visit
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,6 @@ def _user_message(exc: MediaError) -> str:
         "无法处理这个文件，请重新发送。/ I could not process this file; please resend.")
 
 
-async def _buffer_row(ctx: Ctx) -> ChatMessage | None:
-    ev = ctx.event
-    q = select(ChatMessage).where(ChatMessage.platform == ev.platform,
-                                  ChatMessage.app_id == ev.app_id,
-                                  ChatMessage.message_id == (ev.message_id or ev.event_id))
-    return (await ctx.session.execute(q)).scalars().first()
-
-
 async def hot_words(ctx: Ctx, limit: int = HOT_WORDS) -> list[str]:
     """The rep's customers, most recently active first: Whisper's prompt hot words."""
     return await hot_words_for(ctx.session, ctx.user.id if ctx.user else None, limit)
@@ -141,7 +134,7 @@ async def transcribe_job(ctx: Ctx, svc: MediaServices, args: dict[str, Any]) -> 
     ev = ctx.event
     await chat_buffer.set_text(ctx.session, platform=ev.platform, app_id=ev.app_id,
                                message_id=ev.message_id or ev.event_id, text=text)
-    row = await _buffer_row(ctx)
+    row = await buffer_row(ctx)
     cands = await find_customers(ctx, text)
     follow = next_step_date(text, local_today(ctx))
     secs = round(tr.audio_seconds) if tr.audio_seconds else 0

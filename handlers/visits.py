@@ -111,6 +111,15 @@ def is_command(text: str) -> bool:
     return any(word in r.commands for r in ROUTERS)
 
 
+async def buffer_row(ctx: Ctx) -> ChatMessage | None:
+    """The chat-buffer row of the current message (None when it was not buffered)."""
+    ev = ctx.event
+    q = select(ChatMessage).where(ChatMessage.platform == ev.platform,
+                                  ChatMessage.app_id == ev.app_id,
+                                  ChatMessage.message_id == (ev.message_id or ev.event_id))
+    return (await ctx.session.execute(q)).scalars().first()
+
+
 def local_today(ctx: Ctx) -> date:
     return ctx.clock().astimezone(LOCAL_TZ).date()
 
@@ -484,10 +493,8 @@ async def note_or_echo(ctx: Ctx) -> None:
             and ev.chat.type != "group" and len(text) >= NOTE_MIN_CHARS):
         cands = await find_customers(ctx, text)
         if cands:
-            q = select(ChatMessage.id).where(
-                ChatMessage.platform == ev.platform, ChatMessage.app_id == ev.app_id,
-                ChatMessage.message_id == (ev.message_id or ev.event_id))
-            row_id = (await ctx.session.exec(q)).first()
+            row = await buffer_row(ctx)
+            row_id = row.id if row else None
             card = draft_card(ctx, source="text", candidates=cands,
                               message_ids=[row_id] if row_id else [],
                               body=f"**记录 / Note**：{text}",
