@@ -93,12 +93,6 @@ async def find_customers(ctx: Ctx, text: str) -> list[Candidate]:
     return matcher.find(text, owner_id=ctx.user.id if ctx.user else None)
 
 
-def is_sync_word(text: str) -> bool:
-    """A message that is itself a sync command never becomes visit evidence."""
-    text = (text or "").strip()
-    return not text or text.split()[0].lower() in SYNC_WORDS
-
-
 def is_command(text: str) -> bool:
     """A message that starts with any of the bot's commands (``报价 …``, ``帮助``) is an
     instruction to the bot, not a note about a visit: sync skips it."""

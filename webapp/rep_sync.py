@@ -25,7 +25,7 @@ from handlers.visits import (
     SYNC_MESSAGES,
     aggregate,
     already_saved,
-    is_sync_word,
+    is_command,
     lock_customer,
     match_customers,
     matcher_cache_for,
@@ -76,7 +76,7 @@ async def mentions(db: Any, user: User, key: ChatKey, since: datetime, matcher: 
                                     since=since, limit=SCAN_LIMIT)
     out: list[tuple[ChatMessage, list[Candidate]]] = []
     for row in rows:
-        if is_sync_word(row.text):
+        if is_command(row.text):
             continue
         cands = matcher.find(row.text.strip(), owner_id=user.id)
         if cands:
