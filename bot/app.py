@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import secrets
 from contextlib import suppress
+from types import SimpleNamespace
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
@@ -30,6 +32,7 @@ OUTBOX = web.AppKey("outbox", OutboxSender)
 ADAPTERS = web.AppKey("adapters", dict)
 ENGINE = web.AppKey("engine", object)
 HTTP = web.AppKey("http", ClientSession)
+METRICS = web.AppKey("metrics", object)
 
 
 @web.middleware
@@ -47,6 +50,21 @@ async def never_500(request: web.Request, handler):
                                  status=500)
 
 
+@web.middleware
+async def request_ids(request: web.Request, handler):
+    """Every request gets an id (the caller's ``X-Request-Id`` if sane): in JSON log lines
+    and echoed in the answer."""
+    from bot.logformat import request_id
+
+    rid = request.headers.get("X-Request-Id", "")
+    if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+        rid = secrets.token_hex(8)
+    request_id.set(rid)
+    resp = await handler(request)
+    resp.headers["X-Request-Id"] = rid
+    return resp
+
+
 async def _plain_server_header(_request: web.Request, resp: web.StreamResponse) -> None:
     """``Server: FieldBot`` — no Python or aiohttp version for a scanner to match."""
     resp.headers["Server"] = "FieldBot"
@@ -55,9 +73,38 @@ async def _plain_server_header(_request: web.Request, resp: web.StreamResponse) 
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
     inbox = app[INBOX]
+    transports = {p: t.status() for p, a in sorted(app[ADAPTERS].items())
+                  if (t := getattr(a, "transport", None)) is not None}
     return web.json_response({"ok": True, "platforms": sorted(app[ADAPTERS]),
+                              "transports": transports,
+                              "config_errors": app[OUTBOX].problems,
                               "outbox_sent": app[OUTBOX].sent,
                               "inbox": {"writes": inbox.rows, "commits": inbox.batches}})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    from bot.metrics import CONTENT_TYPE, allowed
+
+    app = request.app
+    if not allowed(request, app[SETTINGS].metrics_token.get_secret_value()):
+        return web.json_response({"error": "forbidden"}, status=403)
+    body = await app[METRICS].render(app[ENGINE])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _api_hosts(settings: Settings) -> dict[str, str]:
+    """host → platform, to label the platform API calls in /metrics."""
+    from urllib.parse import urlsplit
+
+    out = {}
+    for platform, base in (("wecom", settings.wecom_api_base),
+                           ("dingtalk", settings.dingtalk_api_base),
+                           ("dingtalk", settings.dingtalk_oapi_base),
+                           ("feishu", settings.feishu_api_base),
+                           ("wecom_aibot", settings.wecom_aibot_ws_url)):
+        host = (urlsplit(str(base)).netloc or "").lower()
+        out.setdefault(host, platform)  # the simulator serves all on one host: first wins
+    return out
 
 
 def build_adapter(platform: str, settings: Settings, ingress: Ingress):
@@ -93,7 +140,11 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
         # SQLite's one write lock as a FIFO: no busy-handler sleeps. The inbox writer needs
         # no turn: its table is in its own file (storage/db.py)
         WriteGate().install(engine)
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[never_500])
+    from bot.metrics import Metrics
+
+    metrics = Metrics(_api_hosts(settings))
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[request_ids, metrics.middleware(), never_500])
     app.on_response_prepare.append(_plain_server_header)
     outbox = OutboxSender(engine, {}, max_attempts=settings.outbox_max_attempts,
                           postgres=not is_sqlite(url))
@@ -107,6 +158,7 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     dispatcher.inbox = inbox
     dispatcher.inline_messages = role == "all"
     ingress = Ingress(inbox, dispatcher)
+    ingress.metrics = metrics
     app[SETTINGS] = settings
     app[INBOX] = inbox
     app[DISPATCHER] = dispatcher
@@ -115,6 +167,12 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     app[ENGINE] = engine
     app[ADAPTERS] = {}
     app.router.add_get("/healthz", healthz)
+    app[METRICS] = metrics
+    metrics.source = lambda: SimpleNamespace(
+        transports={p: t.status() for p, a in app[ADAPTERS].items()
+                    if (t := getattr(a, "transport", None)) is not None},
+        problems=outbox.problems, sent=outbox.sent)
+    app.router.add_get("/metrics", metrics_page)
 
     # Routes must exist before the app freezes: adapters are built now, and get the shared
     # client session in start().
@@ -141,6 +199,8 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
     from jobs.worker import attach_worker
     worker = attach_worker(app, settings, engine, secret, app[ADAPTERS], outbox.wake,
                            postgres=not is_sqlite(url))
+    from integrations.registry import build_registry  # 工商信息 after OCR (issue 16 §4)
+    worker.services.registry = build_registry(settings, engine)
     # -- the mini-app (issue 6): /app pages and the /api/v1 REST API; see webapp/app.py
     if web_side:
         from webapp.app import mount as mount_webapp
@@ -151,10 +211,19 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
 
     async def lifecycle(app: web.Application):
         http_holder["s"] = ClientSession(timeout=ClientTimeout(total=30),
-                                         connector=TCPConnector(limit=100))
+                                         connector=TCPConnector(limit=100),
+                                         trace_configs=[metrics.trace_config()])
         inbox.start()  # a worker uses it for its "done" marks (batched, off the main lock)
         for adapter in app[ADAPTERS].values():
             await adapter.start(http_holder["s"])
+        # long connections (issue 14) are held by the process that acknowledges callbacks,
+        # or, for one whose replies go back over it (the WeCom AI bot), by the one that sends
+        transports = [t for a in app[ADAPTERS].values()
+                      if (t := getattr(a, "transport", None)) is not None
+                      and (web_side if getattr(a, "transport_role", "web") == "web"
+                           else work_side)]
+        for transport in transports:
+            await transport.start()
         sweeper = None
         if work_side:
             outbox.start()
@@ -166,6 +235,8 @@ def create_app(settings: Settings, routers=None, migrate: bool = True,
         log.info("FieldBot up (%s): platforms=%s db=%s", role, ",".join(platforms) or "none",
                  "sqlite" if is_sqlite(url) else "postgresql")
         yield
+        for transport in transports:  # no new events while the rest shuts down
+            await transport.stop()
         if sweeper is not None:
             await scheduler.stop()  # jobs (issue 5)
             sweeper.cancel()
@@ -222,9 +293,11 @@ def _retention_job(engine, settings: Settings):
     """Hourly: handled callbacks and sent messages past their windows (storage/retention)."""
     from bot.event import utcnow
     from storage.retention import purge_inbox, purge_outbox
+    from storage.sign_ledger import purge as purge_signs
 
     async def purge() -> int:
         now = utcnow()
+        await purge_signs(engine, now, settings.replay_window_s)  # DingTalk robot pairs
         n_in = await purge_inbox(engine, now, settings.inbox_keep_days)
         n_out = await purge_outbox(engine, now, settings.outbox_keep_days)
         if n_in or n_out:

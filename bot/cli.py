@@ -1,9 +1,9 @@
-"""``fieldbot`` command line: serve, demo, migrate."""
+"""``fieldbot`` command line: serve, worker, migrate, media tools (``demo`` is added by the
+composition root, ``app/cli.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -14,19 +14,19 @@ def _serve(args) -> int:
     from aiohttp import web
 
     from bot.app import create_app
-    from bot.procs import settle_heap, spawn_workers, stop_workers
+    from bot.procs import Supervisor, settle_heap, spawn_workers
 
     settings = load_settings(args.config)
     workers = settings.workers if args.workers is None else args.workers
     app = create_app(settings, role="web" if workers > 0 else "all")  # migrates first
-    procs = spawn_workers(workers, args.config)
+    supervisor = Supervisor(spawn_workers(workers, args.config), args.config).start()
     settle_heap()
     print(f"FieldBot listening on http://{settings.host}:{settings.port}"
           f" ({workers} worker process{'es' if workers != 1 else ''})", flush=True)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None)
     finally:
-        stop_workers(procs)
+        supervisor.stop()
     return 0
 
 
@@ -35,8 +35,7 @@ def _worker(args) -> int:
 
     from bot.procs import run_worker
 
-    asyncio.run(run_worker(load_settings(args.config)))
-    return 0
+    return asyncio.run(run_worker(load_settings(args.config)))
 
 
 def _migrate(args) -> int:
@@ -48,17 +47,11 @@ def _migrate(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    from simulator.demo import run_demo
-
-    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
-
-
 # commands that create data files: they run with umask 077 (files 0600, directories 0700)
-PRIVATE_FILES = ("serve", "worker", "migrate", "demo")
+PRIVATE_FILES = ("serve", "worker", "migrate", "demo", "registry-import")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: tuple = ()) -> int:
     parser = argparse.ArgumentParser(prog="fieldbot", description="FieldBot 拜访助手")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -74,19 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="upgrade the database schema")
     p.add_argument("--config")
     p.set_defaults(fn=_migrate)
-    p = sub.add_parser("demo", help="bot + platform simulator + web chat, on SQLite")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--data-dir", default="data/demo")
-    p.set_defaults(fn=_demo)
+    for add in extra:  # commands the composition root adds (app/cli.py: demo)
+        add(sub)
     from integrations.media.cli import add_subcommands  # ocr, transcribe, models (issue 3)
     add_subcommands(sub)
+    from integrations.registry.cli import add_subcommands as add_registry  # issue 16 §4
+    add_registry(sub)
     args = parser.parse_args(argv)
     if args.cmd in PRIVATE_FILES:
         # the database, its WAL, the inbox file, the media store, exports: the owner's only
         os.umask(0o077)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logformat import configure
+
+    configure(args.log_level, os.environ.get("FIELDBOT_LOG_FORMAT", "text").strip().lower())
     try:
         return args.fn(args)
     except ConfigError as exc:

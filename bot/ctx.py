@@ -102,6 +102,7 @@ class Ctx:
         self._n += 1
         self.session.add(Job(idem_key=f"{self.key_prefix}:job:{self._n}", name=job,
                              args={"event": self.event.model_dump(mode="json"), **args},
+                             owner=f"{self.event.platform}:{self.event.sender}"[:200],
                              next_at=run_at or self.clock()))
 
     def audit(self, action: str, entity: str = "", entity_id: Any = "", **detail: Any) -> None:

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.ctx import Ctx
 from bot.event import Event, Toast, utcnow
 from bot.inbox import Inbox, InboxUnavailable
+from bot.logformat import event_id as log_event_id
 from bot.router import Handler, Router
 from cards import ForgedAction
 from config import Settings
@@ -147,6 +148,7 @@ class Dispatcher:
             fut.set_result(toast)
 
     async def run(self, inbox_id: int, event: Event) -> Toast | None:
+        log_event_id.set(f"{event.platform}:{event.event_id}")  # in JSON log lines
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             ctx = Ctx(event, session, self.settings, self.secret, key_prefix=f"in:{inbox_id}",
                       clock=self.clock)
@@ -404,17 +406,21 @@ class Ingress:
     def __init__(self, inbox: Inbox, dispatcher: Dispatcher):
         self.inbox = inbox
         self.dispatcher = dispatcher
+        self.metrics = None  # bot.metrics.Metrics, set by the app
 
     async def submit(self, event: Event, toast_wait: float = 0.0) -> tuple[bool, Toast | None]:
         """Commit the event; return (was it new, the inline toast if ready within the wait).
 
         Raises ``InboxUnavailable`` when the row could not be committed (answer 503)."""
         inline = toast_wait > 0
+        log_event_id.set(f"{event.platform}:{event.event_id}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + toast_wait  # the budget includes the commit of the row
         inbox_id = await self.inbox.accept(event.dedupe_key, event.platform,
                                            event.model_dump_json(),
                                            lease_s=INLINE_LEASE_S if inline else 0.0)
+        if self.metrics is not None:
+            self.metrics.accepted(event.platform, inbox_id is not None)
         if inbox_id is None:
             return False, None
         fut = self.dispatcher.kick(inbox_id, event, want_toast=toast_wait > 0)

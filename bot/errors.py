@@ -17,7 +17,7 @@ log = logging.getLogger("fieldbot.errors")
 
 # errors of the request itself, not of the code: a 400 with a short reason
 BAD_INPUT = (ValueError, KeyError, TypeError, UnicodeError, HttpProcessingError,
-             RecursionError)
+             RecursionError, OverflowError)
 
 WINDOW_S = 300.0
 _seen: dict[tuple[str, str], float] = {}

@@ -1,7 +1,8 @@
 """Neutral events and destinations: what every platform's callback is parsed into.
 
 Fields (documented once, for all three platforms):
-- ``platform``: "wecom" | "dingtalk" | "feishu"; ``app_id``: the corp/app the callback is for.
+- ``platform``: "wecom" | "dingtalk" | "feishu" | "wecom_aibot" (WeCom AI bot); ``app_id``: the
+  corp/app (the AI bot: its bot id) the callback is for.
 - ``event_id``: the platform's dedupe key (WeCom MsgId or FromUserName+CreateTime, DingTalk
   msgId / event id, Feishu header.event_id); (platform, app_id, event_id) is unique in storage.
 - ``kind``: "message" (something a user sent), "card_action" (a button/form on our card),
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Platform = Literal["wecom", "dingtalk", "feishu"]
+Platform = Literal["wecom", "dingtalk", "feishu", "wecom_aibot"]
 
 
 def utcnow() -> datetime:
@@ -42,6 +43,8 @@ class Location(BaseModel):
     lat: float
     lon: float
     label: str = ""
+    # WeCom's and Feishu's location messages come from the client's map: GCJ-02 in China
+    system: str = "gcj02"
 
 
 class CardAction(BaseModel):

@@ -15,6 +15,13 @@ Matching slides windows of each indexed length over the text and looks them up i
 with far less memory at 100k customers); a 2-character prefix set skips most positions for
 exact keys. Generic words (科技, 电子, 公司 …) are never keys, and derived keys need 3+
 characters, so ordinary chat does not name customers by accident.
+
+Phonetic layer (``bot.matching_phonetic``, on unless ``phonetic=False``): the same keys found
+by sound: homophones (华东精蜜), pinyin ("huadong jingmi"), English renderings ("Kunming
+Dianchi Tea") and initials ("HDJM"). Such hits score below every character-exact hit (at most
+``PHONETIC_CAP``) and say how they matched in ``kind`` (``~sound``, ``~pinyin``,
+``~initials``); ``Candidate.confirm`` is true for them and for one-wrong-character hits, so a
+caller can ask the rep to confirm.
 """
 
 from __future__ import annotations
@@ -68,6 +75,11 @@ MIN_CORE2 = 4  # a brand without its trade word (西子智能) is only a key fro
 # Score of a hit by the kind of key (then scaled by length and fuzziness).
 KIND_SCORE = {"name": 1.0, "alias": 0.92, "short": 0.92, "core": 0.92, "core2": 0.84}
 FUZZY_FACTOR = 0.8
+# phonetic hits (modes 2–4 of bot.matching_phonetic): factor, kind suffix; capped below the
+# weakest exact hit (a 2-character alias, 0.92 × 0.7)
+PHONETIC = {2: (0.6, "~sound"), 3: (0.6, "~pinyin"), 4: (0.45, "~initials")}
+PHONETIC_CAP = 0.64
+PHONETIC_KINDS = tuple(suffix for _f, suffix in PHONETIC.values())
 OWNER_BONUS = 0.03
 REPEAT_BONUS = 0.02
 AMBIGUITY_MARGIN = 0.08
@@ -142,9 +154,15 @@ class Candidate:
     name: str
     score: float
     matched: str  # the (normalised) text that matched
-    kind: str = "name"  # name | alias | short | core | core2 (+ "~" when fuzzy)
+    kind: str = "name"  # name | alias | short | core | core2, + "~" when one character is
+    # wrong, "~sound" (homophone), "~pinyin" (pinyin / English rendering), "~initials"
     start: int = 0  # span in the normalised text
     end: int = 0
+
+    @property
+    def confirm(self) -> bool:
+        """Not matched character for character: worth a question to the rep."""
+        return "~" in self.kind
 
 
 def _get(row: Any, name: str, default: Any = None) -> Any:
@@ -157,9 +175,9 @@ class CustomerMatcher:
     """Index once (``from_rows``), then ``find(text)`` many times; immutable after build.
 
     Memory is kept flat (parallel lists, hashes instead of variant strings): ~1 KB per
-    customer at 100k customers."""
+    customer at 100k customers; the phonetic index adds its own maps."""
 
-    def __init__(self) -> None:
+    def __init__(self, phonetic: bool = True) -> None:
         self._cid: list[int] = []  # customer index → id, name, owner
         self._cname: list[str] = []
         self._cowner: list[int | None] = []
@@ -171,6 +189,11 @@ class CustomerMatcher:
         self._exact_lengths: list[int] = []
         self._fuzzy_lengths: list[int] = []
         self._prefixes: set[str] = set()
+        self._phonetic: Any = None
+        if phonetic:
+            from bot.matching_phonetic import PhoneticIndex
+
+            self._phonetic = PhoneticIndex(self._kcust)
 
     def __len__(self) -> int:
         return len(self._cid)
@@ -182,12 +205,15 @@ class CustomerMatcher:
 
     # -- build ------------------------------------------------------------------------------
     @classmethod
-    def from_rows(cls, rows: Iterable[Any]) -> CustomerMatcher:
+    def from_rows(cls, rows: Iterable[Any], phonetic: bool = True) -> CustomerMatcher:
         """``rows``: dicts or objects with ``id``, ``name`` and optionally ``aliases`` (list),
-        ``short_name``, ``region``, ``owner_id``."""
-        m = cls()
+        ``short_name``, ``region``, ``owner_id``. ``phonetic=False``: characters only (the
+        matcher as it was before the phonetic layer)."""
+        m = cls(phonetic=phonetic)
         for row in rows:
             m._add(row)
+        if m._phonetic is not None:
+            m._phonetic.finish()
         m._exact_lengths = sorted({len(t) for t in m._exact})
         m._fuzzy_lengths = sorted({len(m._ktext[ki]) for v in m._fuzzy.values()
                                    for ki in _iter(v)})
@@ -229,6 +255,8 @@ class CustomerMatcher:
         if fuzzy:
             for j in range(len(text)):
                 _put(self._fuzzy, hash(text[:j] + _WILD + text[j + 1:]), ki)
+        if self._phonetic is not None:
+            self._phonetic.add(text, ki, ci, kind)
 
     def _near_full_name(self, t: str, ci: int, key: str, start: int):
         """A near-miss key inside the customer's full name (or the name without its legal
@@ -243,7 +271,7 @@ class CustomerMatcher:
         n = len(t)
         if n < MIN_EXACT or not self._ktext:
             return []
-        hits: list[tuple[int, int, int, bool]] = []  # (key index, start, end, fuzzy)
+        hits: list[tuple[int, int, int, int]] = []  # (key index, start, end, mode)
         exact_spans: list[tuple[int, int, int]] = []  # (start, end, customer)
         lengths = self._exact_lengths
         prefixes = self._prefixes
@@ -258,7 +286,7 @@ class CustomerMatcher:
                 if found is None:
                     continue
                 for ki in _iter(found):
-                    hits.append((ki, i, i + L, False))
+                    hits.append((ki, i, i + L, 0))
                     exact_spans.append((i, i + L, self._kcust[ki]))
         fuzzy = self._fuzzy
         ktext = self._ktext
@@ -276,21 +304,41 @@ class CustomerMatcher:
                     for ki in _iter(found):
                         k = ktext[ki]
                         if len(k) == L and _one_off(k, w):
-                            hits.append((ki, i, i + L, True))
+                            hits.append((ki, i, i + L, 1))
+        if self._phonetic is not None:
+            hits += self._phonetic.find(text, t, exact, ktext)
         return self._rank(t, hits, exact_spans, owner_id, limit)
 
     def _rank(self, t: str, hits, exact_spans, owner_id, limit) -> list[Candidate]:
         best: dict[int, Candidate] = {}
         count: dict[int, int] = {}
-        for ki, s, e, fz in hits:
+        # another customer's key said with one or two homophones around a shorter exact key:
+        # (start, end, customer, positions of the homophones)
+        sounds = [(s, e, self._kcust[ki], diff) for ki, s, e, mode in hits if mode == 2
+                  and len(diff := [s + j for j, (a, b) in enumerate(zip(
+                      t[s:e], self._ktext[ki], strict=True)) if a != b]) <= 2]
+        for ki, s, e, mode in hits:
             ci, kind, ktext = self._kcust[ki], self._kkind[ki], self._ktext[ki]
+            fz = mode == 1
             # a hit inside a longer exact hit of *another* customer is that customer's word
             if any(es <= s and e <= ee and (ee - es) > (e - s) and cu != ci
                    for es, ee, cu in exact_spans):
                 continue
+            if mode < 2 and any(ss <= s and e <= se and se - ss > e - s and cu != ci
+                                and not any(s <= j < e for j in diff)
+                                for ss, se, cu, diff in sounds):
+                continue  # … and so is one inside a longer sound-alike (same characters there)
             if fz and any(es < e and s < ee for es, ee, _ in exact_spans):
                 continue  # an exact hit on the same spot wins over a near miss
+            if mode > 1 and any(es < e and s < ee and cu != ci and not (s <= es and ee <= e
+                                                                         and ee - es < e - s)
+                                for es, ee, cu in exact_spans):
+                continue  # … and over another customer's sound-alike, unless inside it
             score = KIND_SCORE[kind] * _length_factor(len(ktext))
+            suffix = "~" if fz else ""
+            if mode > 1:
+                factor, suffix = PHONETIC[mode]
+                score *= factor
             if fz:
                 score *= FUZZY_FACTOR
                 longer = self._near_full_name(t, ci, ktext, s)
@@ -304,12 +352,13 @@ class CustomerMatcher:
             prev = best.get(ci)
             if prev is None or score > prev.score:
                 best[ci] = Candidate(self._cid[ci], self._cname[ci], round(score, 4), t[s:e],
-                                     kind + ("~" if fz else ""), s, e)
+                                     kind + suffix, s, e)
         out = []
         for ci, cand in best.items():
             bonus = REPEAT_BONUS * min(count[ci] - 1, 3)
+            cap = PHONETIC_CAP if cand.kind.endswith(PHONETIC_KINDS) else 1.0
             out.append(Candidate(cand.customer_id, cand.name,
-                                 round(min(cand.score + bonus, 1.0), 4), cand.matched,
+                                 round(min(cand.score + bonus, cap), 4), cand.matched,
                                  cand.kind, cand.start, cand.end))
         out.sort(key=lambda c: (-c.score, -(c.end - c.start), c.customer_id))
         return out[:limit]
@@ -419,7 +468,10 @@ class MatcherCache:
             select(func.max(CustomerAlias.id)).scalar_subquery()))).one())
         if self._matcher is None or fp != self._fp:
             rows = await load_rows(session)
-            if len(rows) > THREAD_BUILD_ROWS:  # seconds of CPU at 100k: off the event loop
+            from bot.matching_phonetic import loaded
+
+            # seconds of CPU at 100k (and the first build reads pypinyin's tables): off the loop
+            if len(rows) > THREAD_BUILD_ROWS or not loaded():
                 import asyncio
 
                 self._matcher = await asyncio.to_thread(CustomerMatcher.from_rows, rows)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from bot.event import OutMessage, Target, utcnow
-from bot.platform import DeliveryError, PlatformAdapter
+from bot.platform import ConfigurationError, DeliveryError, NotReady, PlatformAdapter
 from bot.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ CLAIM_PG = CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
 CLAIM_SQLITE = CLAIM.format(lock="")
 
 
+def _now_iso() -> str:
+    return utcnow().isoformat(timespec="seconds")
+
+
 class OutboxSender:
     def __init__(self, engine, adapters: dict[str, PlatformAdapter], max_attempts: int = 12,
                  clock=utcnow, concurrency: int = 16, postgres: bool = False):
@@ -51,6 +55,8 @@ class OutboxSender:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.sent = 0
+        # platform → the configuration error its last send hit (shown on /healthz)
+        self.problems: dict[str, dict] = {}
         self.lease_s = LEASE_S
         self.idle_s = 1.0
         self.batch_s = 0.02  # pause between passes while rows keep coming
@@ -154,6 +160,18 @@ class OutboxSender:
             # to drop it if it already has it (WeCom duplicate check); first sends never are
             extra = {"resend": True} if claims > 1 else {}
             result = await adapter.deliver(target, msg, idem_key, **extra)
+        except ConfigurationError as exc:
+            self.problems[target.platform] = {
+                "code": str(exc.code or ""), "error": str(exc)[:300], "hint": exc.hint,
+                "since": self.problems.get(target.platform, {}).get("since") or _now_iso()}
+            log.error("outbox %s: %s configuration error: %s", row_id, target.platform, exc)
+            delay = exc.retry_after or 300.0
+            await self._retry_later(row_id, attempts, delay, str(exc), count=False)
+            return delay
+        except NotReady as exc:  # a connection coming back: wait for it, attempts untouched
+            delay = exc.retry_after or 2.0
+            await self._retry_later(row_id, attempts, delay, str(exc), count=False)
+            return delay
         except DeliveryError as exc:
             if not exc.transient or attempts + 1 >= self.max_attempts:
                 log.error("outbox %s dead after %d attempts: %s", row_id, attempts + 1, exc)
@@ -168,6 +186,7 @@ class OutboxSender:
             await self._retry_later(row_id, attempts, backoff, repr(exc))
             return backoff
         # marked with the rest of the pass (``_mark_sent``)
+        self.problems.pop(target.platform, None)
         marks.append(self._finish_params(row_id, "sent", result=result, attempts=attempts + 1))
         self.sent += 1
         return None

@@ -35,10 +35,27 @@ class TransientError(DeliveryError):
     """Network error, 5xx, a system-busy code: try again later."""
 
 
+class NotReady(TransientError):
+    """The way out is not up yet (a long connection reconnecting, or held by another
+    instance): retried after ``retry_after`` without using up the message's attempts."""
+
+
 class PermanentError(DeliveryError):
     """Bad request, unknown user, no permission: retrying will not help."""
 
     transient = False
+
+
+class ConfigurationError(PermanentError):
+    """The platform refuses because of how the app is set up (a missing permission scope, an
+    untrusted server IP, a used-up quota): retrying soon will not help, an admin must act. The
+    outbox keeps the message (retried every ``retry_after`` s without using up its attempts)
+    and ``/healthz`` shows the error under ``config_errors`` until a send succeeds again."""
+
+    def __init__(self, message: str, retry_after: float | None = 300.0, code: Any = None,
+                 hint: str = ""):
+        super().__init__(message, retry_after=retry_after, code=code)
+        self.hint = hint
 
 
 class MediaError(Exception):

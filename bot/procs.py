@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import suppress
 
 from config import Settings
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 WORKER_NICE = 5
+RECYCLED = 75  # a worker's exit code after its memory ceiling (the supervisor replaces it)
 
 
 def settle_heap() -> None:
@@ -56,6 +58,47 @@ def spawn_workers(n: int, config: str | None) -> list[subprocess.Popen]:
     return procs
 
 
+class Supervisor:
+    """Keeps ``n`` worker processes alive: one that exits (its memory ceiling, a crash, an
+    OOM kill) is replaced after a short pause, until ``stop``."""
+
+    def __init__(self, procs: list[subprocess.Popen], config: str | None,
+                 pause_s: float = 1.0, spawn=None):
+        self.procs, self.config, self.pause_s = procs, config, pause_s
+        self.spawn = spawn or spawn_workers
+        self.respawned = 0
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor",
+                                        daemon=True)
+
+    def start(self) -> Supervisor:
+        if self.procs:
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.pause_s):
+            for i, p in enumerate(self.procs):
+                code = p.poll()
+                if code is None or self._stop.is_set():
+                    continue
+                why = "passed its memory ceiling" if code == RECYCLED else f"exited ({code})"
+                log.warning("worker %s %s: starting a fresh one", p.pid, why)
+                self.procs[i] = self.spawn(1, self.config)[0]
+                self.respawned += 1
+        # PR_SET_PDEATHSIG follows the forking *thread*: this one stays until its children
+        # have been stopped gracefully
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        stop_workers(self.procs)
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
 def stop_workers(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         with suppress(ProcessLookupError):
@@ -67,7 +110,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings) -> int:
     """Start the app's lifecycle without an HTTP site and wait for SIGTERM/SIGINT."""
     from aiohttp import web
 
@@ -84,6 +127,17 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from jobs.worker import JOB_WORKER
+
+    recycled = False
+
+    def recycle() -> None:  # the job worker passed its memory ceiling and went idle
+        nonlocal recycled
+        recycled = True
+        stop.set()
+
+    app[JOB_WORKER].on_recycle = recycle
     log.info("FieldBot worker %s running", os.getpid())
     await stop.wait()
     await runner.cleanup()
+    return RECYCLED if recycled else 0

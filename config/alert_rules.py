@@ -25,7 +25,7 @@ the health score divides by, known stages / alert kinds / time zone, no NaN.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -266,7 +266,10 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
 ]
 
 DEFAULT_SCHEDULE = {"stale": "09:00", "overdue": "09:05", "dormant": "09:10",
-                    "health": "09:15"}
+                    "health": "09:15", "forecast": "08:45", "close_dates": "09:20"}
+# jobs that fire on one day of the week only (APScheduler ``day_of_week``); the rest daily
+WEEKLY_JOBS = {"forecast": "mon"}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class AlertRules(BaseModel):
@@ -337,7 +340,15 @@ class AlertRules(BaseModel):
     def fire_time(self, job: str) -> time:
         if job == "digest":
             return _hm(self.digest.time)
-        return _hm(self.schedule.get(job, "09:00"))
+        return _hm(self.schedule.get(job, DEFAULT_SCHEDULE.get(job, "09:00")))
+
+    def fire_day(self, job: str) -> str | None:
+        """The weekday a weekly job fires on (``"mon"``), None for a daily job."""
+        return WEEKLY_JOBS.get(job)
+
+    def fires_on(self, job: str, day: date) -> bool:
+        d = self.fire_day(job)
+        return d is None or WEEKDAYS[day.weekday()] == d
 
 
 def _hm(text: str) -> time:

@@ -21,12 +21,21 @@ PLATFORM_FIELDS: dict[str, tuple[str, ...]] = {
     "wecom": ("corp_id", "agent_id", "secret", "token", "aes_key"),
     "dingtalk": ("app_key", "app_secret", "robot_code", "token", "aes_key"),
     "feishu": ("app_id", "app_secret", "verification_token", "encrypt_key"),
+    "wecom_aibot": ("bot_id", "secret"),
 }
+# Over a long connection nothing is signed or encrypted by us: the webhook's token and keys
+# are not needed (PROTOCOLS §9).
+LONGCONN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("dingtalk", "stream"): ("app_key", "app_secret", "robot_code"),
+    ("feishu", "ws"): ("app_id", "app_secret"),
+}
+MODES = {"dingtalk": ("webhook", "stream"), "feishu": ("webhook", "ws")}
 
 REAL_API_BASES = {
     "wecom": "https://qyapi.weixin.qq.com",
     "dingtalk": "https://api.dingtalk.com",
     "feishu": "https://open.feishu.cn",
+    "wecom_aibot": "wss://openws.work.weixin.qq.com",
 }
 
 
@@ -64,6 +73,15 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 12
     outbox_lease_s: int = 60  # a row claimed by a process that died is resent after this
     workers: int = 1  # `fieldbot serve`: worker processes beside the web process (0 = one)
+    # deferred jobs (OCR, speech): at most this many run at once across every worker process
+    # (FIELDBOT_JOBS_GLOBAL_CAP), at most this many for one person (FIELDBOT_JOBS_PER_USER_CAP)
+    jobs_global_cap: int = 4
+    jobs_per_user_cap: int = 2
+    # a worker whose resident memory passes this (MB) finishes its running jobs and is
+    # replaced by a fresh process (FIELDBOT_WORKER_MAX_RSS_MB; 0 = no ceiling)
+    worker_max_rss_mb: int = 1536
+    # a check-in farther than this from the customer is marked, never refused (issue 16)
+    checkin_radius_m: float = 500.0
     chat_buffer_days: int = 7  # FIELDBOT_CHAT_BUFFER_DAYS: how long one-tap sync can look back
     # FIELDBOT_INBOX_KEEP_DAYS: handled callbacks (and their dedupe keys) are deleted after
     # this; a platform retry older than that would run again. 0 keeps them forever
@@ -94,6 +112,21 @@ class Settings(BaseSettings):
     feishu_encrypt_key: SecretStr = SecretStr("")
     feishu_api_base: str = REAL_API_BASES["feishu"]
 
+    # -- long connections (issue 14): no public URL needed
+    dingtalk_mode: str = "webhook"  # FIELDBOT_DINGTALK_MODE=webhook|stream
+    feishu_mode: str = "webhook"  # FIELDBOT_FEISHU_MODE=webhook|ws
+    # DingTalk card taps in webhook mode: "stream" (default) = cards are created with
+    # callbackType STREAM and their taps come over a Stream connection that subscribes to card
+    # callbacks only; "http" = callbackType HTTP, which DingTalk calls back only through a
+    # registered callback route whose format is not documented (PROTOCOLS §9.1)
+    dingtalk_card_callbacks: str = "stream"
+    wecom_aibot_bot_id: str = ""  # WeCom 智能机器人 → API 模式 → 使用长连接
+    wecom_aibot_secret: SecretStr = SecretStr("")
+    wecom_aibot_ws_url: str = REAL_API_BASES["wecom_aibot"]
+    # seconds between heartbeats; 0 = each platform's own (DingTalk 60, Feishu the server's,
+    # WeCom AI bot 30). A connection quiet for 3 intervals is replaced.
+    longconn_ping_s: float = 0.0
+
     # -- the mini-app (issue 6): workbench pages under /app, REST API under /api/v1
     web_enabled: bool = True
     web_demo_login: bool = False  # the demo's "sign in as…" picker; never on in production
@@ -104,6 +137,17 @@ class Settings(BaseSettings):
     web_public_url: str = ""  # https://fieldbot.example.com: OAuth redirects come back here
     dingtalk_corp_id: str = ""  # DingTalk H5 sign-in (免登) asks the container with it
     api_tokens: list[SecretStr] = Field(default_factory=list)  # REST API bearer tokens
+    # GET /metrics (Prometheus): with a token, "Authorization: Bearer <token>"; without one,
+    # loopback clients only
+    metrics_token: SecretStr = SecretStr("")
+    log_format: str = "text"  # FIELDBOT_LOG_FORMAT=json: one JSON object per log line
+
+    # -- business registry after OCR (issue 16 §4): FIELDBOT_REGISTRY_PROVIDER=none|local|
+    # tianyancha; "local" reads the registry_entries table (fieldbot registry-import)
+    registry_provider: str = "none"
+    registry_api_base: str = "https://open.api.tianyancha.com"
+    registry_token: SecretStr = SecretStr("")
+    registry_timeout_s: float = 3.0
 
     rules: dict[str, Any] = Field(default_factory=dict)
 
@@ -128,10 +172,22 @@ class Settings(BaseSettings):
         value = getattr(self, f"{platform}_{name}")
         return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
+    def mode(self, platform: str) -> str:
+        """How ``platform``'s events arrive: "webhook" or its long connection."""
+        modes = MODES.get(platform)
+        if modes is None:
+            return "longconn" if platform == "wecom_aibot" else "webhook"
+        value = str(getattr(self, f"{platform}_mode") or "webhook").strip().lower()
+        if value not in modes:
+            raise ConfigError(f"FIELDBOT_{platform.upper()}_MODE must be one of"
+                              f" {', '.join(modes)}, not {value!r}")
+        return value
+
     def enabled_platforms(self) -> list[str]:
         """Platforms with a complete set of credentials; raise on a half-configured one."""
         enabled = []
-        for platform, names in PLATFORM_FIELDS.items():
+        for platform, all_names in PLATFORM_FIELDS.items():
+            names = LONGCONN_FIELDS.get((platform, self.mode(platform)), all_names)
             present = [n for n in names if self.platform_value(platform, n)]
             if not present:
                 continue

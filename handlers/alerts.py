@@ -35,6 +35,7 @@ from jobs.alerts import (
     stale_card,
 )
 from jobs.targets import MANAGER_ROLES, Org, load_org, scalars
+from sales.stage_history import change_deal
 from storage.alert_models import AlertState
 from storage.models import Customer, Deal, Identity, Invoice, OutboxMessage, User, Visit
 from storage.prefs import set_pref
@@ -85,7 +86,7 @@ PLATFORM_WORDS = {"企业微信": "wecom", "企微": "wecom", "wecom": "wecom", 
 PLATFORM_LABEL = {"wecom": "企业微信", "dingtalk": "钉钉", "feishu": "飞书"}
 
 
-@router.command("提醒到", "alerts-to", help="提醒发到哪 / alerts go to", example="提醒到 飞书")
+@router.command("提醒到", "alerts-to", help="发到哪 / alerts to", example="提醒到 飞书")
 async def alerts_to(ctx: Ctx) -> None:
     """Where this person's alerts and digests go: a platform they are on, or 自动 (the one
     they wrote from last)."""
@@ -112,7 +113,7 @@ async def alerts_to(ctx: Ctx) -> None:
                     f"{platform or 'the platform you used last'}.")
 
 
-@router.command("日报", "digest", help="团队日报（经理） / team digest")
+@router.command("日报", "digest", help="团队日报 / team digest")
 async def digest_now(ctx: Ctx) -> None:
     """Today's team digest for the asking manager, now, as the morning job would send it."""
     if ctx.user is None:
@@ -318,7 +319,10 @@ async def reassign_to(ctx: Ctx) -> None:
     if kind == "invoice":
         ctx.toast("发票不能转交", "error")
         return
-    row.owner_id = new.id
+    if kind == "deal":  # the owner change is one stage-history row
+        await change_deal(ctx.session, row, who=user.id, source="card", owner_id=new.id)
+    else:
+        row.owner_id = new.id
     ctx.audit("alert.reassign", kind, row.id, old_owner=owner, new_owner=new.id)
     label = _label(kind, row, customer)
     target = org.user_targets.get(new.id)

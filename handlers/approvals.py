@@ -122,9 +122,11 @@ def usage(kind: str) -> str:
 
 
 # -- starting a request ------------------------------------------------------------------------
-async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None) -> None:
+async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None,
+                        deal_id: int | None = None) -> None:
     """Parse ``<customer> <amount|percent> [note]`` (from chat, or from the request form) and
-    answer with the confirmation card of a new draft."""
+    answer with the confirmation card of a new draft. A discount on a customer with several
+    open deals asks which one first (``deal_id``: the one picked)."""
     if ctx.user is None:
         await ctx.reply(NOT_BOUND)
         return
@@ -155,7 +157,15 @@ async def start_request(ctx: Ctx, kind: str, words: list[str] | None = None) -> 
             await ctx.reply(f"找不到客户「{subject}」，请检查名称或先提交 `新客户 {subject}`。"
                             f"/ Unknown customer {subject!r}.")
             return
-        deal = await sm.open_deal(session, customer.id, ctx.user.id)
+        deals = await sm.open_deals(session, customer.id, ctx.user.id)
+        if kind == "discount":
+            deals = [d for d in deals if d.amount]
+            if deal_id is not None:
+                deals = [d for d in deals if d.id == deal_id]
+            elif len(deals) > 1:  # a discount off which deal? ask (the newest five)
+                await ctx.reply(_which_deal_card(ctx, customer.name, deals[:5], words))
+                return
+        deal = deals[0] if deals else None
         if kind == "discount" and (deal is None or not deal.amount):
             # a discount is off a deal's amount: without one the request would say "¥0"
             await ctx.reply(f"「{customer.name}」没有进行中的商机，折扣无从计算。请先建立商机，"
@@ -266,6 +276,25 @@ async def on_request_form(ctx: Ctx) -> None:
         await ctx.reply(usage(kind))  # WeCom cannot draw text inputs: the chat syntax
         return
     await start_request(ctx, kind, [w for w in words if w])
+
+
+def _which_deal_card(ctx: Ctx, customer: str, deals: list, words: list[str]) -> Card:
+    return Card(
+        title="折扣哪个商机？/ Which deal?", subtitle=customer,
+        text=f"「{customer}」有 {len(deals)} 个进行中的商机，请选择要打折的一个。",
+        buttons=[Button(text=f"{d.title} {ac.money(d.amount)}",
+                        action=ctx.sign("approval.pick_deal", d=d.id, w=words))
+                 for d in deals])
+
+
+@router.action("approval.pick_deal")
+async def on_pick_deal(ctx: Ctx) -> None:
+    deal_id, words = _int(ctx.action.args, "d"), ctx.action.args.get("w")
+    if deal_id is None or not isinstance(words, list):
+        ctx.toast("无效的选择 / invalid choice", "error")
+        return
+    await ctx.update_card(Card(title="折扣哪个商机？/ Which deal?", status="已选择 ✓"))
+    await start_request(ctx, "discount", [str(w) for w in words], deal_id=deal_id)
 
 
 # -- taps --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ router = Router("help", group="其他")
 
 GROUP_NAMES = {"拜访": "拜访 Visits", "审批": "审批 Approvals", "提醒": "提醒 Alerts",
                "其他": "其他 More"}
-MEDIA_LINE = "🎤 语音 📷 门头照：直接发 / voice or photo"
+MEDIA_LINE = "🎤 语音 📷 门头照 直接发 / voice, photo"
 
 
 def all_commands() -> list[CommandHelp]:
@@ -42,7 +42,7 @@ def help_card(ctx: Ctx, status: str = "") -> Card:
                 text=help_text(all_commands()), buttons=buttons, status=status)
 
 
-@router.command("help", "帮助", "?", "？", "menu", "菜单", help="本说明 / this help",
+@router.command("help", "帮助", "?", "？", "menu", "菜单", help="说明 / help",
                 example="帮助")
 async def help_cmd(ctx: Ctx) -> None:
     await ctx.reply(help_card(ctx))

@@ -158,6 +158,49 @@ def _fmt_local(at: datetime) -> str:
     return at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
+REGISTRY_DOWN = "工商信息暂不可用 / registry unavailable"
+REGISTRY_TAG = "信用代码:"  # a customer created from a sign carries its credit code as a tag
+
+
+async def registry_lookup(svc: Any, name: str) -> tuple[Any, bool]:
+    """(entry or None, available) for ``name`` from ``svc.registry`` (issue 16 §4). A
+    provider with ``check`` tells "not found" from "unavailable"; an exception is the
+    latter. No registry configured: (None, True)."""
+    registry = getattr(svc, "registry", None)
+    if registry is None or not name:
+        return None, True
+    try:
+        check = getattr(registry, "check", None)
+        if check is not None:
+            answer = await check(name)
+            return answer.entry, answer.available
+        return await registry.lookup(name), True
+    except Exception:  # noqa: BLE001 - an optional lookup never blocks the card
+        log.warning("business registry lookup failed", exc_info=True)
+        return None, False
+
+
+def registry_warning(entry: Any) -> str:
+    return (f"⚠️ 登记状态「{entry.status}」：该企业已不在正常经营，请核实。"
+            f"/ registered status {entry.status}: check before doing business.")
+
+
+def registry_lines(entry: Any, available: bool) -> list[str]:
+    """The registry's lines for a check-in card's text."""
+    if not available:
+        return [REGISTRY_DOWN]
+    if entry is None:
+        return []
+    lines = [f"统一社会信用代码 / Credit code：{entry.credit_code or '-'}"]
+    if entry.status:
+        lines.append(f"登记状态 / Status：{entry.status}")
+    if getattr(entry, "status_warning", False):
+        lines.append(registry_warning(entry))
+    if entry.address:
+        lines.append(f"地址 / Address：{entry.address}")
+    return lines
+
+
 async def ocr_job(ctx: Ctx, svc: MediaServices, args: dict[str, Any]) -> None:
     ev = ctx.event
     try:
@@ -191,6 +234,8 @@ async def ocr_job(ctx: Ctx, svc: MediaServices, args: dict[str, Any]) -> None:
     if gps:
         evidence["gps"] = [gps[0], gps[1]]
     if cands:
+        entry, available = await registry_lookup(svc, name or cands[0].name)
+        lines += registry_lines(entry, available)
         title = (f"在 {cands[0].name} 签到？" if len(cands) == 1 or
                  cands[1].score < cands[0].score - 0.08 else "在哪个客户签到？")
         card = draft_card(ctx, source="photo", candidates=cands, evidence=evidence,
@@ -209,20 +254,24 @@ async def new_customer_card(ctx: Ctx, svc: Any, name: str, evidence: dict[str, A
                             lines: list[str]) -> Card:
     ev = ctx.event
     fields = [KV(label="名称 / Name", value=name)]
-    registry = getattr(svc, "registry", None)
-    if registry is not None:
-        try:
-            entry = await registry.lookup(name)
-        except Exception:  # noqa: BLE001 - an optional lookup never blocks the card
-            log.warning("business registry lookup failed", exc_info=True)
-            entry = None
-        if entry is not None:
-            fields.append(KV(label="统一社会信用代码", value=entry.credit_code or "-"))
-            if entry.address:
-                fields.append(KV(label="地址", value=entry.address))
+    entry, available = await registry_lookup(svc, name)
+    lines = list(lines)
+    if entry is not None:
+        fields.append(KV(label="统一社会信用代码", value=entry.credit_code or "-"))
+        if entry.status:
+            fields.append(KV(label="登记状态 / Status", value=entry.status))
+        if entry.address:
+            fields.append(KV(label="地址", value=entry.address))
+        if getattr(entry, "status_warning", False):
+            lines.append(registry_warning(entry))
+    elif not available:
+        lines.append(REGISTRY_DOWN)
     args = {"n": name[:60], "p": ev.platform, "u": ev.sender,
             "e": {k: v for k, v in evidence.items() if k != "ocr_text"},
             "d": f"{ev.event_id}"[-32:]}
+    if entry is not None:  # the new customer is pre-filled from the registry
+        args["r"] = {"c": (entry.credit_code or "")[:18], "a": (entry.address or "")[:40],
+                     "s": (entry.status or "")[:12]}
     return Card(title="新建客户", subtitle="照片里的公司还不是客户 / not a customer yet",
                 fields=fields, text="\n".join(lines),
                 buttons=[Button(text="新建客户并签到 / Create & check in", style="primary",
@@ -252,13 +301,20 @@ async def new_customer_tap(ctx: Ctx) -> None:
         if any((e or {}).get("draft") == draft for e in done):
             ctx.toast("已处理 / already done", "info")
             return
+    reg = args.get("r") if isinstance(args.get("r"), dict) else {}
+    code = str(reg.get("c") or "")
     if customer is None:
         customer = Customer(name=name, owner_id=ctx.user.id if ctx.user else None,
-                            created_at=ctx.clock())
+                            created_at=ctx.clock(),
+                            tags=[f"{REGISTRY_TAG}{code}"] if code else [])
         ctx.session.add(customer)
         await ctx.session.flush()
-        ctx.audit("customer.create", "customer", customer.id, source="photo", name=name)
+        ctx.audit("customer.create", "customer", customer.id, source="photo", name=name,
+                  **({"credit_code": code} if code else {}))
     evidence = {**(args.get("e") or {}), "draft": draft}
+    if reg:  # the registry's answer as the rep saw it (customers have no address column)
+        evidence["registry"] = {"credit_code": code, "address": str(reg.get("a") or ""),
+                                "status": str(reg.get("s") or "")}
     await save_visit(ctx, customer, "photo", f"门头照片签到：{name}", evidence)
     ctx.toast("已创建并签到 ✓ / created", "success")
     await ctx.update_card(Card(title="新建客户", color="green",

@@ -42,6 +42,7 @@ from bot.dates import next_step_date
 from bot.matching import Candidate, MatcherCache, is_ambiguous
 from bot.router import Router
 from cards import KV, Button, Card, Checkbox, DatePicker, Option, Select
+from sales.location_checkin import take_pending
 from storage import chat_buffer
 from storage.models import ChatMessage, Customer, Deal, Identity, Task, User, Visit
 
@@ -270,7 +271,9 @@ def draft_card(ctx: Ctx, *, source: str, candidates: Sequence[Candidate],
                              options=[Option(value=str(c.customer_id), text=c.name)
                                       for c in chosen]))
     else:
-        fields.append(KV(label="客户 / Customer", value=chosen[0].name))
+        by_sound = chosen[0].kind.endswith(("~sound", "~pinyin", "~initials"))
+        fields.append(KV(label="客户 / Customer", value=chosen[0].name + (
+            "（按读音识别，请确认 / matched by sound: please check）" if by_sound else "")))
     fields.append(KV(label="来源 / Source", value=SOURCE_LABEL.get(source, source)))
     if follow_up_on:
         fields.append(KV(label="建议跟进", value=follow_up_on.isoformat()))
@@ -459,6 +462,7 @@ async def write_visit(session: Any, customer: Customer, *, user_id: int | None, 
                          title=f"跟进 {customer.name}", due_on=follow_up_on,
                          created_at=now))
     await session.flush()
+    await take_pending(session, visit, now)  # a location sent in chat just before
     return visit, deal
 
 

@@ -614,5 +614,20 @@ async def _upsert_state(rc: RunCtx, rule: str, entries: list[tuple], active: boo
         await rc.session.execute(stmt, rows[i:i + 1000])
 
 
+# the forecast jobs (issue 17 §5) live in jobs.forecast_card, which builds on this module:
+# imported when they run, not at import time
+async def run_forecast(rc: RunCtx) -> dict:
+    from jobs.forecast_card import run_forecast as run
+
+    return await run(rc)
+
+
+async def run_close_dates(rc: RunCtx) -> dict:
+    from jobs.forecast_card import run_close_dates as run
+
+    return await run(rc)
+
+
 JOBS = {"stale": run_stale, "overdue": run_overdue, "dormant": run_dormant,
-        "health": run_health, "digest": run_digest}
+        "health": run_health, "digest": run_digest, "forecast": run_forecast,
+        "close_dates": run_close_dates}

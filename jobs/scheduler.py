@@ -60,8 +60,10 @@ class JobScheduler:
             return
         for name in JOBS:
             t = rules.fire_time(name)
+            day = rules.fire_day(name)  # weekly jobs (forecast: Mondays); the rest daily
+            week = {"day_of_week": day} if day else {}
             self.scheduler.add_job(self._spawn, CronTrigger(hour=t.hour, minute=t.minute,
-                                                            timezone=rules.tz),
+                                                            timezone=rules.tz, **week),
                                    args=[name], id=name, coalesce=True, max_instances=1,
                                    misfire_grace_time=3600, replace_existing=True)
         self.scheduler.start()
@@ -70,7 +72,7 @@ class JobScheduler:
         if rules.catch_up:
             now = self.jobs.clock().astimezone(rules.tz)
             for name in JOBS:
-                if now.time() >= rules.fire_time(name):
+                if now.time() >= rules.fire_time(name) and rules.fires_on(name, now.date()):
                     asyncio.get_running_loop().create_task(self._spawn(name),
                                                            name=f"catch-up-{name}")
 

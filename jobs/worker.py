@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -36,14 +37,36 @@ JobFn = Callable[[Ctx, Any, dict], Awaitable[None]]
 FAILURE_TEXT = ("抱歉，处理这条消息时出错了，请稍后再试。"
                 "/ Sorry, something went wrong; please retry.")
 
-_DUE = ("SELECT id FROM jobs WHERE status='pending' AND next_at <= :now"
-        " AND (claimed_until IS NULL OR claimed_until < :now) AND name IN ({names}) LIMIT 1")
-_CLAIM = ("UPDATE jobs SET claimed_until=:u, attempts=attempts+1"
-          " WHERE id IN (SELECT id FROM jobs WHERE status='pending' AND next_at <= :now"
-          " AND (claimed_until IS NULL OR claimed_until < :now) AND name IN ({names})"
-          " ORDER BY next_at, id LIMIT :lim{lock})"
-          " AND status='pending'"
-          " RETURNING id, name, args, attempts")
+# candidates (read first, so an idle poll never takes a write lock), then each is claimed by
+# one guarded UPDATE that re-checks the lease and both caps at the moment it writes
+_CANDIDATES = ("SELECT id, owner FROM jobs WHERE status='pending' AND next_at <= :now"
+               " AND (claimed_until IS NULL OR claimed_until < :now) AND name IN ({names})"
+               " ORDER BY next_at, id LIMIT :scan")
+_RUNNING = ("SELECT owner, count(*) FROM jobs WHERE status='pending' AND claimed_until >= :now"
+            " GROUP BY owner")
+_CLAIM_ONE = ("UPDATE jobs SET claimed_until=:u, attempts=attempts+1"
+              " WHERE id=:id AND status='pending'"
+              " AND (claimed_until IS NULL OR claimed_until < :now)"
+              " AND (SELECT count(*) FROM jobs r WHERE r.status='pending'"
+              " AND r.claimed_until >= :now) < :global_cap"
+              " AND (owner = '' OR (SELECT count(*) FROM jobs r WHERE r.status='pending'"
+              " AND r.claimed_until >= :now AND r.owner = jobs.owner) < :user_cap)"
+              " RETURNING id, name, args, attempts")
+_PG_CLAIM_LOCK = "SELECT pg_advisory_xact_lock(7310431)"  # one claimer at a time: exact caps
+
+# jobs whose name starts with this take no chat event: ``async def job(session, services,
+# args) -> dict`` (the mini-app's uploads); the dict is stored as the job's result
+PLAIN_PREFIX = "web."
+
+
+def rss_mb() -> float:
+    """This process's resident memory (Linux ``/proc/self/statm``), in MB; 0 if unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 class Worker:
@@ -51,7 +74,7 @@ class Worker:
                  services: Any = None, on_outbox: Callable[[], None] = lambda: None,
                  postgres: bool = False, concurrency: int | None = None,
                  lease_s: float = 600.0, poll_s: float = 0.5, max_attempts: int = 3,
-                 clock=utcnow) -> None:
+                 clock=utcnow, on_recycle: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.secret = secret
@@ -71,6 +94,11 @@ class Worker:
         self._stopping = False
         self.done = 0
         self.failed = 0
+        self.global_cap = max(1, getattr(settings, "jobs_global_cap", 4))
+        self.user_cap = max(1, getattr(settings, "jobs_per_user_cap", 2))
+        self.max_rss_mb = getattr(settings, "worker_max_rss_mb", 0)
+        self.on_recycle = on_recycle  # set in worker processes: a fresh process replaces this
+        self.recycling = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,7 +140,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim as many due jobs as there are free slots and start them."""
         free = self.concurrency - len(self._running)
-        if free <= 0:
+        if free <= 0 or self.recycling:
             return 0
         rows = await self._claim(free)
         for row in rows:
@@ -125,35 +153,83 @@ class Worker:
         names = list(self.jobs)
         params: dict[str, Any] = {f"n{i}": n for i, n in enumerate(names)}
         now = self.clock()
-        params.update(u=now + timedelta(seconds=self.lease_s), now=now, lim=limit)
+        params.update(u=now + timedelta(seconds=self.lease_s), now=now, scan=4 * limit + 16,
+                      global_cap=self.global_cap, user_cap=self.user_cap)
         sql_names = ",".join(f":n{i}" for i in range(len(names)))
-        sql = _CLAIM.format(names=sql_names,
-                            lock=" FOR UPDATE SKIP LOCKED" if self.postgres else "")
+        got: list[tuple] = []
         async with AsyncSession(self.engine) as session:
             conn = await session.connection()
-            # a read first: an idle poll never takes a write lock (SQLite) or a row lock
-            due = (await conn.execute(text(_DUE.format(names=sql_names)), params)).first()
-            if due is None:
+            due = (await conn.execute(text(_CANDIDATES.format(names=sql_names)), params)).all()
+            if not due:
                 await session.rollback()
                 return []
-            rows = (await conn.execute(text(sql), params)).all()
+            if self.postgres:
+                await conn.execute(text(_PG_CLAIM_LOCK))
+            running = dict((await conn.execute(text(_RUNNING), params)).all())
+            total = sum(running.values())
+            for job_id, owner in due:
+                if len(got) >= limit or total >= self.global_cap:
+                    break
+                if owner and running.get(owner, 0) >= self.user_cap:
+                    continue  # this person's other jobs first; the next person's now
+                row = (await conn.execute(text(_CLAIM_ONE), {**params, "id": job_id})).first()
+                if row is not None:
+                    got.append(tuple(row))
+                    total += 1
+                    running[owner] = running.get(owner, 0) + 1
             await session.commit()
-        return [tuple(r) for r in rows]
+        return got
 
     # -- running --------------------------------------------------------------------------
     async def _guarded(self, job_id: int, name: str, args: Any, attempts: int) -> None:
         async with self._sem:
+            started = time.monotonic()
+            outcome = "done"
             try:
-                await self.run_job(job_id, name, args, attempts)
+                outcome = await self.run_job(job_id, name, args, attempts) or "done"
             except Exception:  # noqa: BLE001 - one bad job never kills the worker
+                outcome = "crashed"
                 log.exception("job %s (%s) crashed outside its transaction", job_id, name)
+            await self._record_duration(job_id, time.monotonic() - started, outcome)
+        self._check_memory()
         self._wake.set()  # a slot is free
+
+    async def _record_duration(self, job_id: int, seconds: float, outcome: str) -> None:
+        """The run's wall time on its row (``/metrics`` reads job durations from there)."""
+        try:
+            async with AsyncSession(self.engine) as session:
+                await session.execute(text("UPDATE jobs SET run_ms=:ms WHERE id=:id"),
+                                      {"ms": int(seconds * 1000), "id": job_id})
+                await session.commit()
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            log.warning("job %s: could not record its duration (%s)", job_id, outcome)
+
+    def _check_memory(self) -> None:
+        """Past the ceiling: claim nothing more, finish what runs, then hand over to a fresh
+        process (model arenas and decoded images are never given back to the OS)."""
+        if not self.max_rss_mb or self.on_recycle is None or self.recycling:
+            return
+        rss = rss_mb()
+        if rss > self.max_rss_mb:
+            self.recycling = True
+            log.warning("worker at %.0f MB resident (ceiling %d MB): finishing %d running"
+                        " job(s), then a fresh process takes over", rss, self.max_rss_mb,
+                        len(self._running) - 1)
+            asyncio.get_running_loop().create_task(self._recycle_when_idle())
+
+    async def _recycle_when_idle(self) -> None:
+        while any(not t.done() for t in list(self._running)):
+            await asyncio.sleep(0.05)
+        if self.on_recycle is not None:
+            self.on_recycle()
 
     async def run_job(self, job_id: int, name: str, args: Any, attempts: int) -> None:
         if isinstance(args, str):
             args = json.loads(args)
         args = dict(args or {})
         fn = self.jobs[name]
+        if name.startswith(PLAIN_PREFIX):
+            return await self._run_plain(job_id, name, fn, args, attempts)
         try:
             event = Event.model_validate(args.get("event") or {})
         except ValueError:
@@ -187,6 +263,32 @@ class Worker:
         self.done += 1
         if ctx.outbox:
             self.on_outbox()
+
+    async def _run_plain(self, job_id: int, name: str, fn: Any, args: dict,
+                         attempts: int) -> str:
+        """A job with no chat event (the mini-app's uploads): its dict result is stored with
+        ``status='done'`` in one statement, for the page that waits on it."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            try:
+                result = await fn(session, self.services, args)
+                res = await session.execute(
+                    text("UPDATE jobs SET status='done', last_error='', result=:r WHERE id=:id"
+                         " AND status='pending'"),
+                    {"id": job_id, "r": json.dumps(result or {}, ensure_ascii=False)})
+                if res.rowcount != 1:
+                    await session.rollback()
+                    return "lost_lease"
+                await session.commit()
+            except Exception as exc:  # noqa: BLE001
+                await session.rollback()
+                log.exception("job %s (%s) failed (attempt %s)", job_id, name, attempts)
+                if attempts >= self.max_attempts:
+                    await self._finish_failed(job_id, None, repr(exc)[:500], tell=False)
+                    return "failed"
+                await self._retry(job_id, attempts, repr(exc)[:500])
+                return "retry"
+        self.done += 1
+        return "done"
 
     async def _retry(self, job_id: int, attempts: int, error: str) -> None:
         delay = min(300.0, 2.0 * 4 ** (attempts - 1))
@@ -230,9 +332,11 @@ def attach_worker(app, settings, engine, secret: bytes, adapters: dict,
     from handlers import JOBS
     from integrations.media.config import MediaConfig
     from integrations.media.service import MediaServices
+    from jobs.media_uploads import UPLOAD_JOBS
 
     services = MediaServices(MediaConfig.from_env(), adapters, settings.data_dir)
-    worker = Worker(engine, settings, secret, JOBS, services, on_outbox=on_outbox,
+    worker = Worker(engine, settings, secret, {**JOBS, **UPLOAD_JOBS}, services,
+                    on_outbox=on_outbox,
                     postgres=postgres)
     app[JOB_WORKER] = worker
     return worker

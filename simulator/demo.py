@@ -31,6 +31,7 @@ class DemoStack:
     runner: web.AppRunner
     bot_url: str
     database_url: str
+    transport: str = "webhook"
 
     @property
     def page_url(self) -> str:
@@ -41,18 +42,32 @@ class DemoStack:
         await self.sim.stop()
 
 
+TRANSPORTS = ("webhook", "stream")
+# --transport stream: every platform's events over its long connection (issue 14)
+STREAM_SETTINGS = {"dingtalk_mode": "stream", "feishu_mode": "ws"}
+# platforms whose fake pushes over the long connection (WeCom as the AI bot)
+STREAMED = ("wecom", "dingtalk", "feishu")
+
+
 async def start_demo(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path = "data/demo",
                      sim_port: int | None = None, database_url: str | None = None,
-                     **settings_extra) -> DemoStack:
+                     transport: str = "webhook", **settings_extra) -> DemoStack:
     """Start simulator and bot (``port=0``: ephemeral ports, for tests) and seed the DB
-    (``database_url``: another database than the SQLite file in ``data_dir``, for tests)."""
+    (``database_url``: another database than the SQLite file in ``data_dir``, for tests).
+    ``transport="stream"``: the bot receives nothing by HTTP; DingTalk and Feishu push over
+    their long connections, and the page's WeCom is the AI bot (智能机器人) over its own."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {TRANSPORTS}")
+    if transport == "stream":
+        for key, value in STREAM_SETTINGS.items():
+            settings_extra.setdefault(key, value)
     from bot.app import create_app
     from config import load_settings
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{(data / 'fieldbot.db').as_posix()}"
-    sim = Simulator(host=host)
+    sim = Simulator(host=host, aibot=transport == "stream")
     wanted = sim_port if sim_port is not None else (port + 1 if port else 0)
     try:
         await sim.start(wanted)
@@ -82,7 +97,8 @@ async def start_demo(host: str = "127.0.0.1", port: int = 0, data_dir: str | Pat
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     sim.bot_url = f"http://{host}:{bound}"
     sim.bot_platforms = platforms
-    return DemoStack(sim=sim, runner=runner, bot_url=sim.bot_url, database_url=url)
+    return DemoStack(sim=sim, runner=runner, bot_url=sim.bot_url, database_url=url,
+                     transport=transport)
 
 
 def _integration_ready(platform: str) -> bool:
@@ -96,10 +112,12 @@ def _integration_ready(platform: str) -> bool:
     return True
 
 
-async def _run(host: str, port: int, data_dir: str | Path) -> None:
-    stack = await start_demo(host, port, data_dir)
+async def _run(host: str, port: int, data_dir: str | Path, transport: str = "webhook") -> None:
+    stack = await start_demo(host, port, data_dir, transport=transport)
     print("", flush=True)
-    print(f"FieldBot demo: open {stack.page_url}  (bot webhooks on {stack.bot_url},"
+    how = ("long connections, no inbound callbacks" if transport == "stream"
+           else f"webhooks on {stack.bot_url}")
+    print(f"FieldBot demo: open {stack.page_url}  ({how},"
           f" platforms: {', '.join(stack.sim.bot_platforms or [])})")
     print(f"Workbench mini-app (sign in as anyone): {stack.bot_url}/app/")
     print("Pick a platform and a person, type `help`, tap the card's button, send a voice note"
@@ -116,9 +134,10 @@ async def _run(host: str, port: int, data_dir: str | Path) -> None:
         await stack.stop()
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path = "data/demo") -> int:
+def run_demo(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path = "data/demo",
+             transport: str = "webhook") -> int:
     try:
-        asyncio.run(_run(host, port, data_dir))
+        asyncio.run(_run(host, port, data_dir, transport))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -11,8 +11,11 @@ API (``add_routes``):
   errcode 40078). The oapi takes the same app token as a query parameter.
 
 Every call needs ``x-acs-dingtalk-access-token`` (else 401 ``InvalidAuthentication``). Sends
-and card deliveries are limited to 20/min per destination (``SlidingLimit``) and answer HTTP 429
-``{"code":"Throttling"}`` beyond. ``self.faults`` makes the next calls answer 429, 500 or 401.
+and card deliveries answer DingTalk's real refusals (PROTOCOLS §9.4): HTTP 403
+``Forbidden.AccessDenied.QpsLimitForAppkeyAndApi`` past 20 calls/s per API, 403
+``ApiCountLimitForOrg`` when ``org_quota`` (monthly metered calls) runs out, 403
+``AccessTokenPermissionDenied`` with ``accessdenieddetail.requiredScopes`` while
+``missing_scope`` is set. ``self.faults`` makes the next calls answer the QPS 403, 500 or 401.
 Assumption [?]: a second ``createAndDeliver`` with a known ``outTrackId`` is treated as the same
 card (recorded as ``send_duplicate``), not shown twice.
 
@@ -36,6 +39,7 @@ from aiohttp import web
 from dingtalk.crypto import DingTalkCrypto
 
 from simulator.core import Call, Faults, Recorder, SlidingLimit
+from simulator.dingtalk_stream import CARD_TOPIC, ROBOT_TOPIC, StreamGateway
 
 PLATFORM = "dingtalk"
 ROBOT_PATH = "/webhooks/dingtalk"
@@ -51,7 +55,7 @@ def robot_sign(app_secret: str, timestamp: str) -> str:
 
 class DingTalkSim:
     def __init__(self, recorder: Recorder, app_key: str, app_secret: str, robot_code: str,
-                 token: str, aes_key: str, per_destination: tuple[int, float] = (20, 60.0),
+                 token: str, aes_key: str, per_destination: tuple[int, float] | None = None,
                  corp_id: str = "dingsimcorp"):
         self.recorder = recorder
         self.app_key = app_key
@@ -62,7 +66,12 @@ class DingTalkSim:
         self.corp_id = corp_id
         self.crypto = DingTalkCrypto(token, aes_key, app_key)
         self.faults = Faults()
-        self.limit = SlidingLimit(*per_destination)
+        # the app robot has no per-recipient limit (20/min is the custom webhook robot's rule);
+        # it is bound by 20 calls/s per app per API and the org's monthly quota (§9.4)
+        self.limit = SlidingLimit(*per_destination) if per_destination else None
+        self.api_qps = SlidingLimit(20, 1.0)
+        self.org_quota: int | None = None  # metered calls left this month (None: unlimited)
+        self.missing_scope: str | None = None  # e.g. "qyapi_robot_sendmsg": sends answer 403
         self.tokens: dict[str, float] = {}
         self.token_ttl = 7200
         self.media: dict[str, tuple[bytes, str]] = {}
@@ -70,9 +79,11 @@ class DingTalkSim:
         self.cards: dict[str, dict] = {}  # outTrackId -> {"dest", "params", "updates"}
         self._ids = itertools.count(1)
         self.web_codes: dict[str, dict] = {}  # H5 authCode -> {"user", "expires", "used"}
+        self.stream = StreamGateway(recorder, app_key, app_secret)  # Stream mode (issue 14)
 
     # == fake API ==========================================================================
     def add_routes(self, app: web.Application) -> None:
+        self.stream.add_routes(app)
         app.router.add_post("/v1.0/oauth2/accessToken", self.access_token)
         app.router.add_post("/v1.0/robot/oToMessages/batchSend", self.batch_send)
         app.router.add_post("/v1.0/robot/groupMessages/send", self.group_send)
@@ -130,12 +141,26 @@ class DingTalkSim:
             return None
         return body if isinstance(body, dict) else None
 
-    def _gate(self, dest: str) -> web.Response | None:
-        """Injected faults, then the documented per-destination limit."""
+    def _gate(self, dest: str, api: str = "send") -> web.Response | None:
+        """Injected faults, then DingTalk's real refusals (PROTOCOLS §9.4): a missing
+        permission scope, the org's monthly quota, 20 calls/s per app per API."""
         if self.faults.take("server_error"):
             return self._err("ServiceUnavailable", "system busy", 500)
-        if self.faults.take("rate_limited") or not self.limit.allow(dest):
-            return self._err("Throttling", "请求过于频繁", 429)
+        if self.missing_scope:
+            resp = self._err("Forbidden.AccessDenied.AccessTokenPermissionDenied",
+                             "没有调用该接口的权限", 403)
+            body = json.loads(resp.text or "{}")
+            body["accessdenieddetail"] = {"requiredScopes": [self.missing_scope]}
+            return web.json_response(body, status=403)
+        if self.org_quota is not None:
+            if self.org_quota <= 0:
+                return self._err("Forbidden.AccessDenied.ApiCountLimitForOrg",
+                                 "企业月调用量已超限", 403)
+            self.org_quota -= 1
+        if self.faults.take("rate_limited") or not self.api_qps.allow(api) or (
+                self.limit is not None and not self.limit.allow(dest)):
+            return self._err("Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+                             "应用调用该接口的并发量超过限制", 403)
         return None
 
     @staticmethod
@@ -186,7 +211,7 @@ class DingTalkSim:
             return self._finish(call, bad)
         if not dest or len(users) > 20:
             return self._finish(call, self._err("InvalidParameter.userIds", "1..20 userIds"))
-        if (bad := self._gate(dest)) is not None:
+        if (bad := self._gate(dest, "batchSend")) is not None:
             return self._finish(call, bad)
         return self._finish(call, web.json_response({
             "processQueryKey": f"pqk{next(self._ids)}", "invalidStaffIdList": [],
@@ -203,7 +228,7 @@ class DingTalkSim:
         if not dest:
             return self._finish(call, self._err("InvalidParameter.openConversationId",
                                                 "openConversationId required"))
-        if (bad := self._gate(dest)) is not None:
+        if (bad := self._gate(dest, "groupSend")) is not None:
             return self._finish(call, bad)
         return self._finish(call, web.json_response(
             {"processQueryKey": f"pqk{next(self._ids)}"}), ok=True)
@@ -240,10 +265,11 @@ class DingTalkSim:
         if track in self.cards:
             call.api = "send_duplicate"
             return self._finish(call, web.json_response(result), ok=True)
-        if (bad := self._gate(dest)) is not None:
+        if (bad := self._gate(dest, "createAndDeliver")) is not None:
             return self._finish(call, bad)
         self.cards[track] = {"dest": dest, "group": group, "params": dict(params),
-                             "updates": 0, "template": body["cardTemplateId"]}
+                             "updates": 0, "template": body["cardTemplateId"],
+                             "callback_type": body.get("callbackType")}
         return self._finish(call, web.json_response(result), ok=True)
 
     async def update_card(self, request: web.Request) -> web.Response:
@@ -365,6 +391,13 @@ class DingTalkSim:
 
     async def post_robot(self, bot_url: str, body: bytes | dict, headers: dict | None = None,
                          session: aiohttp.ClientSession | None = None) -> tuple[int, str]:
+        """A robot message the way DingTalk delivers it: over Stream when the bot holds a
+        connection subscribed to robot messages (then ``(200, ack JSON)`` or ``(504, "")``),
+        else a signed HTTP POST (given ``headers`` or raw bytes: always HTTP)."""
+        if isinstance(body, dict) and headers is None and self.stream.live(topic=ROBOT_TOPIC):
+            # the app is in Stream mode: DingTalk pushes the message over its connection
+            ack = await self.stream.push(ROBOT_TOPIC, body)
+            return (200, json.dumps(ack, ensure_ascii=False)) if ack else (504, "")
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         own = session is None
         session = session or aiohttp.ClientSession()
@@ -461,8 +494,35 @@ class DingTalkSim:
 
     async def tap_card(self, bot_url: str, user: str, out_track_id: str, token: str,
                        action_id: str = "btn_0", form: dict | None = None) -> tuple[int, str]:
+        """A tap, the way DingTalk calls back for this card: over Stream when it was created
+        with ``callbackType: STREAM`` (then ``(200, ack JSON)``, or ``(504, "")`` when no
+        connection acknowledged it), else through the encrypted event endpoint."""
+        if (self.cards.get(out_track_id) or {}).get("callback_type") == "STREAM":
+            ack = await self.stream_tap(user, out_track_id, token, action_id, form)
+            return (200, json.dumps(ack, ensure_ascii=False)) if ack else (504, "")
         return await self.send_event(bot_url, self.card_callback(user, out_track_id, token,
                                                                  action_id, form))
+
+
+    # == Stream mode: the same payloads over the bot's long connection ========================
+    async def stream_robot(self, user: str, msgtype: str, fields: dict[str, Any],
+                           group: str | None = None, msg_id: str | None = None,
+                           timeout: float = 5.0) -> dict | None:
+        """A robot message pushed over Stream; the bot's ack (or None)."""
+        payload = self.robot_payload(user, msgtype, fields, group=group, msg_id=msg_id)
+        return await self.stream.push(ROBOT_TOPIC, payload, timeout=timeout)
+
+    async def stream_text(self, user: str, text: str, group: str | None = None,
+                          msg_id: str | None = None, timeout: float = 5.0) -> dict | None:
+        return await self.stream_robot(user, "text", {"text": {"content": text}}, group=group,
+                                       msg_id=msg_id, timeout=timeout)
+
+    async def stream_tap(self, user: str, out_track_id: str, token: str,
+                         action_id: str = "btn_0", form: dict | None = None,
+                         timeout: float = 5.0) -> dict | None:
+        """A card tap (card created with ``callbackType: STREAM``) pushed over Stream."""
+        data = self.card_callback(user, out_track_id, token, action_id, form)
+        return await self.stream.push(CARD_TOPIC, data, timeout=timeout)
 
 
 __all__ = ["DingTalkSim", "robot_sign"]

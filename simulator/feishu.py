@@ -34,6 +34,7 @@ from Crypto.Util.Padding import pad
 from lark_oapi.core.utils import AESCipher
 
 from simulator.core import Call, Faults, Recorder, SlidingLimit
+from simulator.feishu_ws import FeishuWsSim
 
 PLATFORM = "feishu"
 UUID_TTL_S = 3600
@@ -55,6 +56,10 @@ def sign(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
     return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
 
 
+PATCH_DAYS = 14  # a sent card can be PATCHed for this long
+CARD_MAX = 30 * 1024  # a card's JSON; past it the message is refused (230025) and lost
+
+
 @dataclass
 class Reply:
     status: int
@@ -71,6 +76,8 @@ class Message:
     content: Any
     uuid: str = ""
     updates: list = field(default_factory=list)
+    sent_at: float = 0.0  # the fake's clock: PATCH works for 14 days only
+    created_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # as answered
 
 
 class FeishuSim:
@@ -90,11 +97,13 @@ class FeishuSim:
         self.messages: dict[str, Message] = {}
         self._uuids: dict[str, tuple[float, str]] = {}
         self.card_tokens: dict[str, list] = {}  # token -> [uses_left, expires_at, message_id]
+        self.unanswered: set[str] = set()  # tap tokens whose answer has not come back yet
         self.media: dict[tuple[str, str], bytes] = {}
         self._n = 0
         self.app_tokens: dict[str, float] = {}  # issued app_access_token -> expiry
         self.web_codes: dict[str, dict] = {}  # H5 code -> {"user", "expires", "used"}
         self.user_tokens: dict[str, tuple[str, float]] = {}  # u-token -> (open_id, expiry)
+        self.ws = FeishuWsSim(app_id, app_secret, payloads=self)  # 长连接 (issue 14)
 
     # -- set-up -------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -106,6 +115,7 @@ class FeishuSim:
         app.router.add_post("/open-apis/auth/v3/app_access_token/internal", self._app_token)
         app.router.add_post("/open-apis/authen/v1/oidc/access_token", self._oidc_token)
         app.router.add_get("/open-apis/authen/v1/user_info", self._user_info)
+        self.ws.add_routes(app)
 
     def add_media(self, message_id: str, key: str, data: bytes) -> None:
         self.media[(message_id, key)] = data
@@ -179,12 +189,19 @@ class FeishuSim:
                                    result={"message_id": first.message_id}, dest=receive_id))
             return web.json_response({"code": 0, "msg": "success",
                                       "data": self._msg_data(first)})
-        if self.faults.take("rate_limited") or not self.limit.allow(receive_id):
+        if self.faults.take("rate_limited"):  # the app-wide limit
             return self._reject("send", request, body, 429, 99991400,
                                 "request trigger frequency limit",
                                 headers={"x-ogw-ratelimit-limit": "5",
                                          "x-ogw-ratelimit-reset": "1"})
-        msg = Message(self._id("om"), receive_id, id_type, body["msg_type"], content, idem)
+        if not self.limit.allow(receive_id):  # 5 QPS per receiver (PROTOCOLS §9.4)
+            return self._reject("send", request, body, 400, 230020,
+                                "This message is trigger rate limit.")
+        if body["msg_type"] == "interactive" and len(body["content"].encode()) > CARD_MAX:
+            return self._reject("send", request, body, 400, 230025,
+                                "The length of the message content reaches its limit.")
+        msg = Message(self._id("om"), receive_id, id_type, body["msg_type"], content, idem,
+                      sent_at=now)
         self.messages[msg.message_id] = msg
         if idem:
             self._uuids[idem] = (now, msg.message_id)
@@ -195,6 +212,7 @@ class FeishuSim:
     @staticmethod
     def _msg_data(msg: Message) -> dict:
         return {"message_id": msg.message_id, "msg_type": msg.msg_type,
+                "create_time": str(msg.created_ms),
                 "chat_id": msg.receive_id if msg.receive_id_type == "chat_id" else "oc_p2p",
                 "body": {"content": json.dumps(msg.content, ensure_ascii=False)}}
 
@@ -206,6 +224,10 @@ class FeishuSim:
         msg = self.messages.get(request.match_info["mid"])
         if msg is None or msg.msg_type != "interactive":
             return self._reject("patch", request, body, 400, 230001, "message not found")
+        if self.clock() - msg.sent_at > PATCH_DAYS * 86400:
+            # "仅支持修改14天内发送的消息"; the code of that refusal is not documented [?]
+            return self._reject("patch", request, body, 400, 230031,
+                                "The message is too old to be updated.")
         try:
             card = json.loads(body.get("content", ""))
         except (TypeError, ValueError):
@@ -222,6 +244,12 @@ class FeishuSim:
         if denied:
             return denied
         token = body.get("token", "")
+        if token in self.unanswered:
+            # "并行执行或提前执行会出现更新失败或更新后立即复原" (doc uMDO1YjLzgTN24yM4UjN); the
+            # code of that failure is not documented [?]: recorded, refused as a bad token
+            self.recorder.add(Call(PLATFORM, "update_before_answer", request.path, body))
+            return self._reject("update_card", request, body, 400, 200800,
+                                "token invalid or expired")
         entry = self.card_tokens.get(token)
         if entry is None or entry[0] <= 0 or entry[1] < self.clock():
             return self._reject("update_card", request, body, 400, 200800,
@@ -379,12 +407,33 @@ class FeishuSim:
                                      "sender_type": "user", "tenant_key": "tenant_sim"},
                           "message": msg}}
 
+    def message_callback(self, open_id: str, text: str, chat_id: str | None = None,
+                         chat_type: str = "p2p", event_id: str | None = None,
+                         mentions: list | None = None) -> tuple[bytes, dict[str, str]]:
+        """A text message as the webhook POST (body, headers); ``ws.push_message`` sends the
+        same payload over the long connection."""
+        payload = self.message_payload(open_id, "text", {"text": text}, chat_id, chat_type,
+                                       event_id, mentions)
+        return self.build_request(payload)
+
+    async def deliver(self, bot_url: str, payload: dict) -> Reply:
+        """An event the way Feishu delivers it: over the long connection when the bot holds
+        one (the ack's ``data`` as the reply: a tap's toast), else the signed webhook POST."""
+        if any(not c.ws.closed for c in self.ws.conns):
+            start = time.monotonic()
+            ack = await self.ws.push(payload)
+            if ack is None:
+                return Reply(504, None, time.monotonic() - start)
+            return Reply(ack.code or 502, ack.result if ack.result is not None else {},
+                         time.monotonic() - start)
+        return await self.post(bot_url, *self.build_request(payload))
+
     async def send_text(self, bot_url: str, open_id: str, text: str, chat_id: str | None = None,
                         chat_type: str = "p2p", event_id: str | None = None,
                         mentions: list | None = None) -> Reply:
         payload = self.message_payload(open_id, "text", {"text": text}, chat_id, chat_type,
                                        event_id, mentions)
-        return await self.post(bot_url, *self.build_request(payload))
+        return await self.deliver(bot_url, payload)
 
     async def send_image(self, bot_url: str, open_id: str, image_key: str,
                          data: bytes | None = None, **kw: Any) -> Reply:
@@ -393,7 +442,14 @@ class FeishuSim:
             self.add_media(mid, image_key, data)
         payload = self.message_payload(open_id, "image", {"image_key": image_key},
                                        message_id=mid, **kw)
-        return await self.post(bot_url, *self.build_request(payload))
+        return await self.deliver(bot_url, payload)
+
+    async def send_location(self, bot_url: str, open_id: str, lat: float, lon: float,
+                            name: str = "", **kw: Any) -> Reply:
+        """A ``location`` message as the client sends it: strings, GCJ-02 from its map."""
+        payload = self.message_payload(open_id, "location", {
+            "name": name, "longitude": f"{lon:.6f}", "latitude": f"{lat:.6f}"}, **kw)
+        return await self.deliver(bot_url, payload)
 
     async def send_audio(self, bot_url: str, open_id: str, file_key: str, duration_ms: int,
                          data: bytes | None = None, **kw: Any) -> Reply:
@@ -403,7 +459,7 @@ class FeishuSim:
         payload = self.message_payload(open_id, "audio",
                                        {"file_key": file_key, "duration": duration_ms},
                                        message_id=mid, **kw)
-        return await self.post(bot_url, *self.build_request(payload))
+        return await self.deliver(bot_url, payload)
 
     def tap_payload(self, open_id: str, token_value: Any, open_message_id: str,
                     card_token: str, form_value: dict | None = None,
@@ -427,7 +483,11 @@ class FeishuSim:
         self.issue_card_token(card_token, open_message_id)
         payload = self.tap_payload(open_id, token_value, open_message_id, card_token,
                                    form_value, chat_id)
-        return await self.post(bot_url, *self.build_request(payload))
+        self.unanswered.add(card_token)  # until its answer is back (see _card_update)
+        try:
+            return await self.deliver(bot_url, payload)
+        finally:
+            self.unanswered.discard(card_token)
 
     async def url_verification(self, bot_url: str, challenge: str | None = None,
                                token: str | None = None, encrypted: bool = True) -> Reply:

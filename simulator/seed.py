@@ -40,7 +40,8 @@ class Person:
 
     def external_id(self, platform: str) -> str:
         return {"wecom": self.key, "dingtalk": f"ding_{self.key}",
-                "feishu": f"ou_{self.key}"}[platform]
+                "feishu": f"ou_{self.key}",
+                "wecom_aibot": self.key}[platform]  # the AI bot sees the corp's userids
 
 
 TEAMS = (("华东区", "east"), ("华南区", "south"))

@@ -7,7 +7,8 @@ aiohttp app sharing one ``Recorder``; the bot's ``FIELDBOT_<P>_API_BASE`` point 
 - ``GET  /demo/api/people`` → the seeded people and the platforms the simulator runs;
 - ``POST /demo/api/say {platform, user, text}`` (or ``kind: "voice" | "image"`` with a
   ``sample`` id, or the browser's own file / recording as base64 ``data`` + ``mime`` +
-  ``seconds``) → the simulator builds the platform's real signed/encrypted callback (the
+  ``seconds``; or ``kind: "location"`` with ``lat``, ``lng``, ``label`` on WeCom and Feishu)
+  → the simulator builds the platform's real signed/encrypted callback (the
   media waits in the fake's store for the bot to download) and posts it to the bot;
 - ``GET  /demo/api/messages?platform&user`` → what the bot sent that person, read back from
   the Recorder and normalised (text, markdown, cards; card updates replace the card);
@@ -52,6 +53,8 @@ CREDENTIALS: dict[str, dict[str, str]] = {
                "verification_token": "demoFeishuVerificationToken",
                "encrypt_key": "demoFeishuEncryptKey"},
 }
+# --transport stream: WeCom is the AI bot (智能机器人) over its long connection
+AIBOT_CREDENTIALS = {"bot_id": "aibotdemo0000000001", "secret": "demo-aibot-secret"}
 SIM_CLASSES = {"wecom": "WeComSim", "dingtalk": "DingTalkSim", "feishu": "FeishuSim"}
 FEISHU_PATH = "/webhooks/feishu"
 APP_ID_FIELD = {"wecom": "corp_id", "dingtalk": "app_key", "feishu": "app_id"}
@@ -125,12 +128,21 @@ class Simulator:
     """One loopback aiohttp app with the three fakes, a shared Recorder and the demo API."""
 
     def __init__(self, platforms: tuple[str, ...] = PLATFORMS, host: str = "127.0.0.1",
-                 credentials: dict[str, dict[str, str]] | None = None):
+                 credentials: dict[str, dict[str, str]] | None = None, aibot: bool = False):
+        """``aibot``: the page's WeCom is the AI bot over its long connection (the self-built
+        app has none), for ``fieldbot demo --transport stream``."""
         self.host = host
         self.recorder = Recorder()
+        self.aibot = aibot and "wecom" in platforms
         self.credentials = {p: dict((credentials or CREDENTIALS)[p]) for p in platforms}
         self.fakes: dict[str, Any] = {}
         for p in platforms:
+            if p == "wecom" and self.aibot:
+                from simulator.wecom_aibot import WeComAibotSim
+
+                self.credentials[p] = dict(AIBOT_CREDENTIALS)
+                self.fakes[p] = WeComAibotSim(self.recorder, **self.credentials[p])
+                continue
             cls = _load_fake(p)
             if cls is not None:
                 self.fakes[p] = cls(self.recorder, **self.credentials[p])
@@ -141,6 +153,11 @@ class Simulator:
             fake.add_routes(self.app)
         self.view = DemoView(self)
         self.view.add_routes(self.app)
+        # the fake 天眼查 registry API (issue 16 §4); the bot uses it with registry_overrides()
+        from simulator.registry import RegistrySim
+
+        self.registry = RegistrySim()
+        self.registry.add_routes(self.app)
         if "feishu" in self.fakes:  # the consent page Feishu's H5 sign-in redirects through
             self.app.router.add_get("/open-apis/authen/v1/authorize", self.view.feishu_authorize)
         self._runner: web.AppRunner | None = None
@@ -170,7 +187,11 @@ class Simulator:
 
     def app_ids(self) -> dict[str, str]:
         """platform → the app id the bot's events carry (for seeding identities)."""
-        return {p: self.credentials[p][APP_ID_FIELD[p]] for p in self.fakes}
+        out = {p: self.credentials[p][APP_ID_FIELD[p]] for p in self.fakes
+               if not (p == "wecom" and self.aibot)}
+        if self.aibot:
+            out["wecom_aibot"] = self.credentials["wecom"]["bot_id"]
+        return out
 
     def settings_overrides(self, url: str | None = None,
                            platforms: list[str] | None = None) -> dict[str, str]:
@@ -179,12 +200,25 @@ class Simulator:
         base = url or self.url
         out: dict[str, str] = {}
         for p in platforms if platforms is not None else self.fakes:
+            if p == "wecom" and self.aibot:
+                from simulator.wecom_aibot import WS_PATH
+
+                for name, value in self.credentials[p].items():
+                    out[f"wecom_aibot_{name}"] = value
+                out["wecom_aibot_ws_url"] = "ws" + base.removeprefix("http") + WS_PATH
+                continue
             for name, value in self.credentials[p].items():
                 out[f"{p}_{name}"] = value
             out[f"{p}_api_base"] = base
         if "dingtalk_app_key" in out:
             out["dingtalk_oapi_base"] = base
         return out
+
+    def registry_overrides(self, url: str | None = None) -> dict[str, str]:
+        """kwargs for ``config.load_settings`` that make the bot ask this simulator's fake
+        天眼查 API for 工商信息 after OCR."""
+        return {"registry_provider": "tianyancha", "registry_api_base": url or self.url,
+                "registry_token": self.registry.token}
 
     def env(self) -> dict[str, str]:
         return {f"FIELDBOT_{k.upper()}": v for k, v in self.settings_overrides().items()}
@@ -215,6 +249,7 @@ class DemoView:
         self.tap_codes: dict[str, str] = {}  # WeCom tap response_code → card id
         self.inline: dict[tuple[str, str], list[tuple[float, str, dict]]] = {}
         self.toasts: list[dict] = []
+        self._transcript = ""  # the AI bot's voice: WeCom's own transcript of the sample
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.index)
@@ -276,6 +311,9 @@ class DemoView:
             raise web.HTTPBadRequest(text="user required")
         return fake, ext
 
+    def _is_aibot(self, platform: str) -> bool:
+        return platform == "wecom" and self.sim.aibot
+
     def _bot(self) -> str:
         if not self.sim.bot_url:
             raise web.HTTPServiceUnavailable(text="no bot attached to the simulator")
@@ -314,17 +352,38 @@ class DemoView:
             status, body = await self.send_text(platform, fake, bot, ext, text)
         elif kind in ("voice", "image"):
             body, mime, seconds, what = media_input(kind, data, platform)
+            self._transcript = (str(_sample("voice", str(data.get("sample") or "")).get(
+                "text") or "") if kind == "voice" and not data.get("data") else "")
             self._note(platform, ext, kind, what)
             if kind == "voice":
                 status, body = await self.send_voice(platform, fake, bot, ext, n, body, mime,
                                                      seconds)
             else:
                 status, body = await self.send_image(platform, fake, bot, ext, n, body, mime)
+        elif kind == "location":
+            status, body = await self.send_location(platform, fake, bot, ext, data)
         else:
             raise web.HTTPBadRequest(text=f"unknown kind {kind!r}")
         return web.json_response({"status": status, "body": _short(body)})
 
+    async def send_location(self, platform: str, fake, bot: str, ext: str, data: dict):
+        """A location message (GCJ-02, as the clients' maps give it). DingTalk's robot and
+        the WeCom AI bot receive none: the check-in comes from the mini-app there."""
+        try:
+            lat, lon = float(data.get("lat")), float(data.get("lng"))
+        except (TypeError, ValueError):
+            raise web.HTTPBadRequest(text="lat and lng required") from None
+        label = str(data.get("label") or "")[:100]
+        self._note(platform, ext, "location", label or f"{lat:.5f}, {lon:.5f}")
+        if platform == "wecom" and not self._is_aibot(platform):
+            return _pair(await fake.send_location(bot, ext, lat, lon, label))
+        if platform == "feishu":
+            return _pair(await fake.send_location(bot + FEISHU_PATH, ext, lat, lon, label))
+        raise web.HTTPBadRequest(text=f"{platform} sends no location messages to a bot")
+
     async def send_text(self, platform: str, fake, bot: str, ext: str, text: str):
+        if self._is_aibot(platform):
+            return 200, await fake.push_text(ext, text)
         if platform == "feishu":
             return _pair(await fake.send_text(bot + FEISHU_PATH, ext, text))
         return _pair(await fake.send_text(bot, ext, text))
@@ -333,6 +392,10 @@ class DemoView:
                          mime: str, seconds: int):
         """The platform's own voice callback; the audio waits in the fake's media store for
         the bot to download (WeCom's callback carries no duration, the others do)."""
+        if self._is_aibot(platform):
+            # WeCom gives an AI bot its own transcript, never the audio: the sample's text
+            # (a recording of one's own has none here)
+            return 200, await fake.push_voice(ext, self._transcript)
         if platform == "wecom":
             media_id = f"demo-voice-{n}"
             fake.add_media(media_id, audio, mime)
@@ -346,6 +409,8 @@ class DemoView:
 
     async def send_image(self, platform: str, fake, bot: str, ext: str, n: int, image: bytes,
                          mime: str):
+        if self._is_aibot(platform):
+            return 200, await fake.push_image(ext, image)
         if platform == "wecom":
             media_id = f"demo-photo-{n}"
             fake.add_media(media_id, image, mime)
@@ -374,10 +439,13 @@ class DemoView:
     def bot_messages(self, platform: str, ext: str) -> list[dict]:
         parse = {"wecom": self._wecom_calls, "dingtalk": self._dingtalk_calls,
                  "feishu": self._feishu_calls}[platform]
+        recorded = platform
+        if self._is_aibot(platform):
+            parse, recorded = self._aibot_calls, "wecom_aibot"
         out: list[dict] = []
         index: dict[str, dict] = {}
         steps: list[tuple[float, int, str, dict]] = []
-        for n, call in enumerate(self.sim.recorder.of(platform)):
+        for n, call in enumerate(self.sim.recorder.of(recorded)):
             steps += [(call.at, n, kind, item) for kind, item in parse(call, ext)]
         for at, card_id, card in self.inline.get((platform, ext), []):
             # a card the bot answered inline to a tap (Feishu ``card`` in the 200)
@@ -425,6 +493,33 @@ class DemoView:
                 return {**prev, "status": status, "buttons": []}
 
             yield "update", {"id": card_id, "apply": apply}
+
+    # WeCom AI bot: in-band answers, proactive sends and card updates over its connection
+    def _aibot_calls(self, call: Call, ext: str):
+        fake = self.sim.fakes["wecom"]
+        ok = isinstance(call.result, dict) and call.result.get("errcode") == 0
+        if not ok or call.api == "ping" or fake.chat_of(call) != ext:
+            return
+        body = call.body if isinstance(call.body, dict) else {}
+        mid = f"{call.api}:{call.result.get('req_id')}:{id(call)}"
+        if call.api in ("aibot_respond_msg", "aibot_send_msg"):
+            msgtype = body.get("msgtype")
+            content = body.get(msgtype) or {}
+            if msgtype in ("stream", "markdown", "text"):
+                kind = "text" if msgtype == "text" else "markdown"
+                yield "new", _bubble(mid, kind, call, text=str(content.get("content", "")))
+            elif msgtype == "template_card":
+                card = wecom_card(content)
+                card["ref"] = {"task_id": content.get("task_id", "")}
+                yield "new", _bubble(f"task:{content.get('task_id', '')}", "card", call,
+                                     card=card)
+        elif call.api == "aibot_respond_update_msg":
+            tpl = body.get("template_card") or {}
+
+            def apply(prev: dict, tpl=tpl) -> dict:
+                return {**wecom_card(tpl), "ref": prev.get("ref", {})}
+
+            yield "update", {"id": f"task:{tpl.get('task_id', '')}", "apply": apply}
 
     def _dingtalk_calls(self, call: Call, ext: str):
         body = call.body if isinstance(call.body, dict) else {}
@@ -543,6 +638,9 @@ class DemoView:
         dropdown, DingTalk ``cardPrivateData.params``, Feishu ``form_value``)."""
         ref = card.get("ref") or {}
         form = {k: v for k, v in (form or {}).items() if v not in ("", None)}
+        if self._is_aibot(platform):
+            req_id = await fake.push_tap(ext, str(button["value"]), str(ref.get("task_id", "")))
+            return 200, req_id, None
         if platform == "wecom":
             code = f"rc-demo-{next(self._seq)}"
             self.tap_codes[code] = card_id

@@ -49,6 +49,8 @@ class WeComSim:
         self.crypto = WeChatCrypto(token, aes_key, corp_id)
         self.faults = Faults()
         self.limit = SlidingLimit(*per_member)
+        self.untrusted_ip = False  # every API call answers 60020 (企业可信IP) while set
+        self.daily_quota_left: int | None = None  # calls left today; then 45009 (daily)
         self.tokens: dict[str, float] = {}  # access_token -> expiry (epoch s)
         self.token_ttl = 7200
         self.media: dict[str, tuple[bytes, str]] = {}
@@ -140,8 +142,17 @@ class WeComSim:
         msgtype = body.get("msgtype")
         if msgtype not in ("text", "markdown", "template_card", "image", "news", "textcard"):
             return answer({"errcode": 40008, "errmsg": "invalid message type"})
-        if self.faults.take("server_error"):
-            return answer({"errcode": -1, "errmsg": "system busy"}, status=500)
+        if self.faults.take("server_error"):  # WeCom answers "system busy" with HTTP 200
+            return answer({"errcode": -1, "errmsg": "system busy"})
+        if self.untrusted_ip:  # since 2022-06: calls from an IP not in 企业可信IP
+            return answer({"errcode": 60020, "errmsg": "not allow to access from your ip,"
+                           f" hint: [{secrets.token_hex(6)}], from ip: {request.remote}, more"
+                           " info at https://open.work.weixin.qq.com/devtool/query?e=60020"})
+        if self.daily_quota_left is not None:
+            if self.daily_quota_left <= 0:
+                return answer({"errcode": 45009, "errmsg": "reach max api daily quota limit,"
+                               " hint: [" + secrets.token_hex(6) + "]"})
+            self.daily_quota_left -= 1
         if self.faults.take("rate_limited"):
             return answer({"errcode": 45033, "errmsg": "api freq out of limit"})
         content = json.dumps(body.get(msgtype), sort_keys=True, ensure_ascii=False)
@@ -185,7 +196,7 @@ class WeComSim:
             return bad
         if self.faults.take("server_error"):
             call.result = {"errcode": -1, "errmsg": "system busy"}
-            return web.json_response(call.result, status=500)
+            return web.json_response(call.result)
         body = body or {}
         code = str(body.get("response_code") or "")
         entry = self.response_codes.get(code)

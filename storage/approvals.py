@@ -181,16 +181,23 @@ async def find_customer(session, text: str) -> Customer | None:
     return rows[0] if len(ids) == 1 else None
 
 
-async def open_deal(session, customer_id: int | None, owner_id: int | None = None
-                    ) -> Deal | None:
+async def open_deals(session, customer_id: int | None, owner_id: int | None = None
+                     ) -> list[Deal]:
+    """The customer's open deals, ``owner_id``'s own first, then the most recently active."""
     if customer_id is None:
-        return None
+        return []
     q = select(Deal).where(Deal.customer_id == customer_id,
                            col(Deal.stage).not_in(("won", "lost")))
     rows = list((await run_sql(session, q.order_by(col(Deal.last_activity_at).desc())))
                 .scalars())
     mine = [d for d in rows if owner_id is not None and d.owner_id == owner_id]
-    return (mine or rows or [None])[0]
+    return mine + [d for d in rows if d not in mine]
+
+
+async def open_deal(session, customer_id: int | None, owner_id: int | None = None
+                    ) -> Deal | None:
+    rows = await open_deals(session, customer_id, owner_id)
+    return rows[0] if rows else None
 
 
 # -- delegation --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -39,18 +40,44 @@ class FileStore:
         if len(data) > self.max_file_bytes:
             raise FileTooLarge(f"{len(data)} bytes is over the per-file cap")
         ext = ext.lower() if ext and _EXT.match(ext.lower()) else ""
-        digest = hashlib.sha256(data).hexdigest()
+        def place(path: Path) -> None:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+
+        return self._settle(hashlib.sha256(data).hexdigest(), ext, place)
+
+    def _settle(self, digest: str, ext: str, place) -> str:
+        """Under the lock: an existing copy is only touched; else ``place(path)`` puts the
+        bytes there and the store is trimmed to its cap. Returns ``digest``."""
         path = self._path(digest, ext)
         with self._lock:
             if path.exists():
                 os.utime(path)
                 return digest
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            place(path)
             self._evict(keep=path)
         return digest
+
+    def put_stream(self, src: BinaryIO, ext: str = "", chunk: int = 1 << 20) -> str:
+        """Store the rest of file object ``src`` without holding it in memory (an upload's
+        spooled part): hashed while it is copied; the same result as ``put``."""
+        ext = ext.lower() if ext and _EXT.match(ext.lower()) else ""
+        self.root.mkdir(parents=True, exist_ok=True)
+        h, size = hashlib.sha256(), 0
+        tmp = self.root / f".upload.{os.getpid()}.{threading.get_ident()}.{id(src)}.tmp"
+        try:
+            with open(tmp, "wb") as out:
+                while block := src.read(chunk):
+                    size += len(block)
+                    if size > self.max_file_bytes:
+                        raise FileTooLarge(f"over {self.max_file_bytes} bytes: the per-file cap")
+                    h.update(block)
+                    out.write(block)
+            return self._settle(h.hexdigest(), ext, tmp.replace)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def find(self, digest: str) -> Path | None:
         if not _HASH.match(digest or ""):

@@ -123,6 +123,10 @@ class Customer(SQLModel, table=True):
     created_at: datetime = ts()
     # the ERP's own key for this customer (REST API / imports upsert by it); issue 6
     external_id: str | None = Field(default=None, unique=True, index=True)
+    # where the customer is (issue 16), as given; coord_system: "wgs84" | "gcj02" | ""
+    lat: float | None = None
+    lng: float | None = None
+    coord_system: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class CustomerAlias(SQLModel, table=True):
@@ -155,6 +159,10 @@ class Deal(SQLModel, table=True):
     last_activity_at: datetime = ts()
     created_at: datetime = ts()
     external_id: str | None = Field(default=None, unique=True, index=True)  # the ERP's key
+    # the forecast (issue 17): when the rep expects it to close, and the rep's own call
+    expected_close: date | None = Field(default=None, index=True)
+    forecast_category: str = Field(default="pipeline",
+                                   sa_column_kwargs={"server_default": "pipeline"})
 
 
 class Invoice(SQLModel, table=True):
@@ -190,6 +198,12 @@ class Visit(SQLModel, table=True):
     evidence: dict = jsoncol(dict)
     follow_up_on: date | None = None
     created_at: datetime = ts()
+    # issue 16: the capture page's idempotency key, and the position the visit was filed at
+    client_key: str | None = Field(default=None, unique=True, index=True)
+    lat: float | None = None
+    lng: float | None = None
+    accuracy_m: float | None = None
+    coord_system: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 # -- approvals --------------------------------------------------------------------------------
@@ -298,11 +312,16 @@ class Job(SQLModel, table=True):
     """Durable slow work (speech-to-text, OCR, reports) queued by ``ctx.defer``."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_next", "status", "next_at"),)
+    __table_args__ = (Index("ix_jobs_status_next", "status", "next_at"),
+                      Index("ix_jobs_status_owner", "status", "owner"))
     id: int | None = Field(default=None, primary_key=True)
     idem_key: str = Field(unique=True)
     name: str
     args: dict = jsoncol(dict)
+    # who the work is for ("web:<user id>", "<platform>:<sender>"): the per-user cap counts it
+    owner: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    result: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    run_ms: int | None = None  # wall time of the last run (``/metrics``: job durations)
     status: str = "pending"  # pending | done | failed
     attempts: int = 0
     next_at: datetime = ts()
@@ -353,4 +372,9 @@ class Setting(SQLModel, table=True):
 
 # Feature tables live in their own modules; importing them here registers them with the
 # metadata that Alembic and create_app see.
-from storage import alert_models, approval_models  # noqa: E402, F401
+from storage import (  # noqa: E402, F401
+    alert_models,
+    approval_models,
+    registry_models,
+    sales_models,
+)

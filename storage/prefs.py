@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from storage.models import ChatMessage, Identity, Setting
 
-PLATFORMS = ("wecom", "dingtalk", "feishu")
+PLATFORMS = ("wecom", "dingtalk", "feishu", "wecom_aibot")
 
 
 def key(user_id: int) -> str:
@@ -30,6 +30,14 @@ async def all_prefs(session) -> dict[int, dict[str, Any]]:
         except ValueError:
             continue
     return out
+
+
+async def get_prefs(session, user_id: int) -> dict[str, Any]:
+    """One person's newest preferences ({} when they have none)."""
+    conn = await session.connection()
+    row = (await conn.execute(select(Setting.value).where(Setting.key == key(user_id))
+                              .order_by(Setting.version.desc()).limit(1))).first()
+    return dict(row[0] or {}) if row else {}
 
 
 async def set_pref(session, user_id: int, now: datetime, **values: Any) -> dict[str, Any]:

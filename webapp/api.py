@@ -26,6 +26,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from sales.stage_history import change_deal
 from storage.models import AuditLog, Customer, Deal, Invoice, Payment, User, Visit
 from webapp import api_models as m
 from webapp.core import WebCtx
@@ -199,10 +200,10 @@ async def put_deal(request: web.Request) -> web.StreamResponse:
         owner_id = (await _user(db, body.owner)).id if body.owner else None
         deal = (await db.exec(select(Deal).where(Deal.external_id == key))).first()
         if deal is None:
-            deal = Deal(external_id=key, customer_id=cust.id, title=body.title,
-                        stage=body.stage, amount=body.amount,
-                        owner_id=owner_id or cust.owner_id, last_activity_at=now,
-                        created_at=now)
+            deal = Deal(external_id=key, customer_id=cust.id, title=body.title)
+            await change_deal(db, deal, who="api", source="api", at=now, stage=body.stage,
+                              amount=body.amount, owner_id=owner_id or cust.owner_id,
+                              last_activity_at=now, created_at=now)
             changes = {"created": True}
             status = 201
         else:
@@ -210,9 +211,7 @@ async def put_deal(request: web.Request) -> web.StreamResponse:
                    "amount": body.amount}
             if owner_id:
                 new["owner_id"] = owner_id
-            changes = {k: [getattr(deal, k), v] for k, v in new.items() if getattr(deal, k) != v}
-            for k, v in new.items():
-                setattr(deal, k, v)
+            changes = await change_deal(db, deal, who="api", source="api", at=now, **new)
             if "stage" in changes or "amount" in changes:
                 deal.last_activity_at = now
             status = 200
@@ -419,3 +418,6 @@ def mount(app: web.Application, ctx: WebCtx) -> None:
     r.add_get(f"{BASE}/visits", list_visits, allow_head=False)
     r.add_get(f"{BASE}/openapi.json", openapi_json)
     r.add_get(f"{BASE}/docs", docs)
+    from webapp import api_targets  # imports this module: mounted late
+
+    api_targets.mount(app)

@@ -22,8 +22,9 @@ STATIC = Path(__file__).parent / "static"
 
 # the page areas, in nav order; each module exports ``routes`` (web.RouteTableDef)
 AREAS = ("webapp.auth", "webapp.rep", "webapp.rep_sync", "webapp.rep_visit",
-         "webapp.approver", "webapp.dashboard", "webapp.admin",
-         "webapp.admin_rules", "webapp.admin_org", "webapp.data")
+         "webapp.rep_capture", "webapp.approver", "webapp.dashboard", "webapp.admin",
+         "webapp.admin_rules", "webapp.admin_org", "webapp.admin_targets", "webapp.data",
+         "webapp.help")
 
 
 @web.middleware
@@ -73,6 +74,12 @@ def build_webapp(ctx: WebCtx) -> web.Application:
 def mount(app: web.Application, ctx: WebCtx) -> None:
     if not ctx.settings.web_enabled:
         return
+    settings = ctx.settings
+    if not settings.web_public_url and not settings.web_demo_login:
+        # redirect_uri is never built from the Host header: without the public URL the
+        # platforms' sign-in is off (its pages say so), the REST API with tokens still works
+        log.warning("mini-app sign-in is off: set FIELDBOT_WEB_PUBLIC_URL (the HTTPS origin"
+                    " users reach /app on) to turn it on")
     app.add_subapp("/app/", build_webapp(ctx))
 
     async def to_app(request: web.Request) -> web.StreamResponse:

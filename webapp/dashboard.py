@@ -23,6 +23,7 @@ from config.alert_rules import AlertRules
 from jobs.alerts import STAGE_NAMES
 from storage.alert_models import CustomerHealth
 from storage.models import Customer, Deal, Invoice, User, Visit
+from webapp import dashboard_forecast, dashboard_targets
 from webapp import metrics as m
 from webapp.auth import require
 from webapp.charts import Bar, bar_chart
@@ -88,6 +89,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         stale = await m.stale(db, f.scope, f.rules, f.now)
         reps = await m.per_rep(db, f.scope, f.period, f.rules, f.now, coll.received_source)
         grades = await m.grades(db, f.scope)
+        targets = await dashboard_targets.panel(db, f.scope.owners, f.scope.team_id, f.today,
+                                                f.rules.tz, f.now, f.period.t0, f.period.t1)
+        forecast = await dashboard_forecast.panel(
+            db, f.scope.owners, f.scope.team_id, {t.id: t.name for t in f.scope.teams},
+            f.today, f.rules.tz)
     charts = {
         "funnel": bar_chart(
             [Bar(STAGE_LABELS.get(r.stage, r.stage), r.count,
@@ -122,7 +128,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     }
     return render(request, "dashboard.html", f=f, funnel=funnel, coll=coll, stale=stale,
                   reps=reps, grades=grades, charts=charts, periods=m.PERIODS, pct=_pct,
-                  stage_labels=STAGE_LABELS)
+                  stage_labels=STAGE_LABELS, targets=targets, forecast=forecast,
+                  fpct=dashboard_forecast.pct)
 
 
 # -- drill-down -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from sales.stage_history import record_inserted
 from storage.models import (
     AuditLog,
     Contact,
@@ -368,8 +369,15 @@ async def _bulk(conn, table, records: list[dict[str, Any]]) -> None:
 
 
 async def _insert(conn, kind: str, records: list[dict[str, Any]]) -> dict[str, int]:
+    if kind == "deals":  # every new deal gets its first stage-history row (sales.stage_history)
+        d = Deal.__table__
+        before = (await conn.execute(select(func.coalesce(func.max(d.c.id), 0)))).scalar_one()
+        await _bulk(conn, d, records)
+        await record_inserted(conn, after_id=before, who="import", source="import",
+                              at=datetime.now(UTC))
+        return {kind: len(records)}
     if kind != "customers":
-        table = {"contacts": Contact, "deals": Deal, "invoices": Invoice}[kind].__table__
+        table = {"contacts": Contact, "invoices": Invoice}[kind].__table__
         await _bulk(conn, table, records)
         return {kind: len(records)}
     c = Customer.__table__

@@ -24,6 +24,8 @@ from sqlmodel import select
 
 from config.alert_rules import AlertRules
 from jobs.alerts import OPEN_DEALS, STAGE_NAMES, UNPAID
+from sales.funnel import close_date
+from sales.funnel import reach as history_reach
 from storage.alert_models import CustomerHealth
 from storage.models import Customer, Deal, Invoice, Payment, Team, User, Visit
 from storage.rules import current_alert_rules
@@ -204,8 +206,10 @@ class Funnel:
 
 
 def closed_in(period: Period):
-    """Won/lost deals count in the period their last update (the close) fell in."""
-    return and_(Deal.last_activity_at >= period.t0, Deal.last_activity_at < period.t1)
+    """Won/lost deals count in the period their transition into won/lost (stage history) fell
+    in; a deal without history falls back to its last update (``sales.funnel.close_date``)."""
+    at = close_date()
+    return and_(at >= period.t0, at < period.t1)
 
 
 def stage_filter(stage: str, period: Period):
@@ -217,9 +221,10 @@ def stage_filter(stage: str, period: Period):
 async def funnel(db, scope: Scope, period: Period) -> Funnel:
     """Open stages: the current pipeline (a snapshot); won/lost: closed in the period.
 
-    There is no stage history, so conversion is read from current stages: every deal reached
-    ``lead``; a deal reached stage N if it is now in N or a later ladder stage (won included,
-    lost excluded: we do not know where it was lost). Win rate = won / (won + lost)."""
+    Conversion is read from stage history (``sales.funnel.reach``, up to the period's end):
+    every deal reached ``lead``; a deal reached stage N if its history entered N or a later
+    ladder stage (won included; a lost deal counts up to where it was lost). Win rate =
+    won / (won + lost)."""
     own = owned(Deal.owner_id, scope)
     counts: dict[str, tuple[int, float]] = {}
     for stage, n, amount in (await db.exec(
@@ -235,12 +240,9 @@ async def funnel(db, scope: Scope, period: Period) -> Funnel:
             for s in ALL_STAGES]
     rows += [StageRow(s, s, n, a) for s, (n, a) in sorted(counts.items())
              if s not in ALL_STAGES]
-    total = sum(r.count for r in rows)
-    prev = None
-    for i, r in enumerate(rows[:len(STAGES)]):
-        r.reached = total if i == 0 else sum(x.count for x in rows[i:len(STAGES)])
-        r.conversion = (r.reached / prev if prev else None) if i else None
-        prev = r.reached
+    for r, reach in zip(rows[:len(STAGES)], await history_reach(db, scope.owners, period.t1),
+                        strict=True):
+        r.reached, r.conversion = reach.reached, reach.conversion
     return Funnel(rows, counts.get("won", (0, 0))[0], counts.get("lost", (0, 0))[0])
 
 

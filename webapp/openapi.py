@@ -16,7 +16,10 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     # inputs as validated, outputs as serialised: each model appears once, in its own role
-    pairs = [(m, "validation" if m.__name__.endswith("In") else "serialization") for m in MODELS]
+    from webapp.api_targets import MODELS as TARGET_MODELS
+
+    pairs = [(m, "validation" if m.__name__.endswith("In") else "serialization")
+             for m in MODELS + TARGET_MODELS]
     _, top = models_json_schema(pairs, ref_template=REF)
     return top.get("$defs", {})
 
@@ -64,6 +67,12 @@ def _upsert(entity: str, key: str, model: str, key_doc: str) -> dict[str, Any]:
     }
 
 
+def _target_paths() -> dict[str, Any]:
+    from webapp.api_targets import paths
+
+    return paths(BASE, _ref, _json, ERRORS, BODY_ERRORS)
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -101,6 +110,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json("VisitPage", "a page of visits"),
                               "422": _json("Error", "a bad query parameter"),
                               **ERRORS}}},
+            **_target_paths(),
         },
         "components": {
             "schemas": _schemas(),

@@ -1,6 +1,8 @@
 """Rep pages, the read side: my visits, my customers (and one customer's detail), my deals by
-stage, my open follow-ups (and marking one done). A rep sees their own rows, a manager their
-team's (``webapp.scope``); the write-heavy pages live in ``rep_sync`` and ``rep_visit``.
+stage (and the rep's forecast call on one: category and expected close, through
+``sales.deal_forecast``), my open follow-ups (and marking one done). A rep sees their own
+rows, a manager their team's (``webapp.scope``); the write-heavy pages live in ``rep_sync``
+and ``rep_visit``.
 
 The small helpers at the top (``audit``, ``scoped``, ``local_today``) are shared by those two.
 """
@@ -15,6 +17,8 @@ from sqlmodel import or_, select
 
 from config.alert_rules import AlertRules, load_alert_rules
 from handlers.visits import LOCAL_TZ, OPEN_STAGES, SOURCE_LABEL, evidence_summary
+from sales.deal_forecast import update_forecast
+from sales.forecast import CATEGORIES, CATEGORY_NAMES
 from storage.alert_models import CustomerHealth
 from storage.models import (
     AuditLog,
@@ -39,6 +43,11 @@ STAGE_LABEL = {"lead": "线索", "qualified": "已确认", "proposal": "方案",
                "won": "赢单", "lost": "输单"}
 LIST_LIMIT = 200
 NOT_CUSTOMER = ("没有这个客户 / No such customer.", "这不是你的客户 / This customer is not yours.")
+NOT_DEAL = ("没有这个商机 / No such deal.",
+            "只有负责人、其上级经理或管理员可以修改 / Only the owner, their manager or an admin "
+            "may change this deal.")
+FORECAST_FLASH = {"1": "预测已保存 ✓ / Forecast saved", "same": "没有变化 / Nothing changed",
+                  "closed": "商机已结束，不再预测 / The deal is closed: not forecast any more"}
 NOT_TASK = ("没有这个跟进任务 / No such follow-up.",
             "这不是你的任务 / This follow-up is not yours.")
 
@@ -183,8 +192,51 @@ async def deals_page(request: web.Request) -> web.StreamResponse:
             {"d": deal, "customer": cname, "owner": owner or "", "idle": idle, "flag": flag})
     groups = [(s, STAGE_LABEL.get(s, s), items, sum(i["d"].amount for i in items))
               for s, items in by_stage.items() if items]
-    return render(request, "rep_deals.html", groups=groups,
-                  stale=sum(1 for items in by_stage.values() for i in items if i["flag"]))
+    saved = request.query.get("saved", "")
+    return render(request, "rep_deals.html", groups=groups, open_stages=OPEN_STAGES,
+                  categories=[(c, CATEGORY_NAMES[c]) for c in CATEGORIES],
+                  stale=sum(1 for items in by_stage.values() for i in items if i["flag"]),
+                  flash=FORECAST_FLASH.get(saved, ""),
+                  flash_kind="error" if saved == "closed" else "ok")
+
+
+def _form_date(value: Any) -> tuple[bool, date | None]:
+    """(valid, the date) of a date input: blank is valid and means "leave as it is"."""
+    text = str(value or "").strip()
+    if not text:
+        return True, None
+    try:
+        return True, date.fromisoformat(text)
+    except ValueError:
+        return False, None
+
+
+@routes.post("/app/deals/{id}/forecast")
+@require()
+async def deal_forecast(request: web.Request) -> web.StreamResponse:
+    """The rep's call on one open deal: forecast category and expected close date. Who may
+    is ``sales.deal_forecast``'s rule (owner, a manager above the owner, admin)."""
+    user = current_user(request)
+    form = await request.post()
+    category = str(form.get("category") or "").strip() or None
+    ok, when = _form_date(form.get("expected_close"))
+    if (category is not None and category not in CATEGORIES) or not ok:
+        return error_page(request, 400, "类别或日期无效 / Bad category or date.")
+    did = small_int(request.match_info["id"])
+    async with web_ctx(request).session() as db:
+        res = await update_forecast(db, did, user, category=category, expected_close=when,
+                                    source="web")
+        if res.status == "not_found":
+            return error_page(request, 404, NOT_DEAL[0])
+        if res.status == "refused":
+            return error_page(request, 403, NOT_DEAL[1])
+        if res.status == "closed":
+            raise web.HTTPFound(f"/app/deals?saved=closed#deal-{res.deal.id}")
+        if res.changes:
+            audit(db, user, "deal.forecast", "deal", res.deal.id, owner_id=res.deal.owner_id,
+                  **res.audit_detail())
+            await db.commit()
+    raise web.HTTPFound(f"/app/deals?saved={'1' if res.changes else 'same'}#deal-{res.deal.id}")
 
 
 # -- my follow-ups ---------------------------------------------------------------------------

@@ -10,20 +10,21 @@ is a 4xx with a message the page shows (``MediaError.user_message``), never a 50
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
 
-from bot.matching import Candidate, is_ambiguous
-from bot.platform import MediaError
-from handlers.media import AUDIO_EXT, hot_words_for, next_step_date
+from bot.matching import is_ambiguous
+from handlers.media import AUDIO_EXT, next_step_date
 from handlers.visits import (
     already_saved,
     lock_customer,
@@ -31,7 +32,7 @@ from handlers.visits import (
     visit_audit_detail,
     write_visit,
 )
-from storage.models import Customer, User
+from storage.models import Customer, Job, User
 from webapp.auth import require
 from webapp.core import current_user, web_ctx
 from webapp.render import render
@@ -43,6 +44,8 @@ routes = web.RouteTableDef()
 
 SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_NOTE = 2000
+WAIT_S = 25.0  # an upload's request waits this long for its result, then answers 202 + poll
+POLL_WAIT_S = 10.0
 NO_FILE = "请选择一个文件 / Choose a file first."
 TOO_BIG = "文件过大 / The file is too large."
 UNAVAILABLE = "识别服务暂不可用，请稍后重试 / Recognition is unavailable right now."
@@ -54,8 +57,9 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _upload(request: web.Request, field: str) -> bytes | web.Response:
-    """The bytes of the multipart file ``field``, or a JSON error response."""
+async def _spooled(request: web.Request, field: str) -> web.FileField | web.Response:
+    """The multipart file ``field`` (aiohttp spools file parts to a temporary file, so it is
+    never whole in memory), or a JSON error response."""
     try:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
@@ -65,13 +69,19 @@ async def _upload(request: web.Request, field: str) -> bytes | web.Response:
     f = form.get(field)
     if not isinstance(f, web.FileField):
         return _json_error(400, NO_FILE)
-    data = f.file.read()
-    if not data:
-        return _json_error(400, NO_FILE)
-    return data
+    f.file.seek(0, 2)
+    empty = f.file.tell() == 0
+    f.file.seek(0)
+    return _json_error(400, NO_FILE) if empty else f
 
 
-async def _visible_candidates(db: Any, user: User, cands: list[Candidate]
+def _visible(scope: Any, owners: dict[int, int | None], cands: list[dict[str, Any]]
+             ) -> tuple[list[dict[str, Any]], int]:
+    mine = [c for c in cands if may_see(scope, owners.get(c["customer_id"]))]
+    return mine, len(cands) - len(mine)
+
+
+async def _visible_candidates(db: Any, user: User, cands: list[dict[str, Any]]
                               ) -> tuple[list[dict[str, Any]], int]:
     """The candidates this user may file a visit for, and how many others matched (another
     team's customers are never named to a rep)."""
@@ -79,10 +89,8 @@ async def _visible_candidates(db: Any, user: User, cands: list[Candidate]
         return [], 0
     scope = await visible_user_ids(db, user)
     owners = dict((await db.exec(select(Customer.id, Customer.owner_id).where(
-        Customer.id.in_([c.customer_id for c in cands])))).all())
-    mine = [c for c in cands if may_see(scope, owners.get(c.customer_id))]
-    return ([{"customer_id": c.customer_id, "name": c.name, "score": round(c.score, 3)}
-             for c in mine], len(cands) - len(mine))
+        Customer.id.in_([c["customer_id"] for c in cands])))).all())
+    return _visible(scope, owners, cands)
 
 
 def _media(request: web.Request) -> Any:
@@ -93,85 +101,149 @@ def _media(request: web.Request) -> Any:
     return svc
 
 
-async def _recognised(request: web.Request, field: str,
-                      work: Callable[[Any, bytes], Awaitable[Any]]) -> Any:
-    """``work(media services, the bytes of upload field)`` — recognise, then store the file —
-    or the JSON error the page shows (a ``web.Response``) for what can go wrong on the way:
-    no file, no media service, an engine refusing the file, the store's cap, a crash."""
-    data = await _upload(request, field)
-    if isinstance(data, web.Response):
-        return data
+async def _queue(request: web.Request, field: str, job: str,
+                 ext_of: Callable[[str], str]) -> tuple[int, str] | web.Response:
+    """Stream the upload to the file store and queue its recognition for a worker process
+    (``jobs/media_uploads``): ``(job id, file ref)`` or the JSON error the page shows. The
+    same file uploaded again by the same person reuses its job (and its result)."""
+    user = current_user(request)
+    f = await _spooled(request, field)
+    if isinstance(f, web.Response):
+        return f
     svc = _media(request)
     try:
-        return await work(svc, data)
-    except MediaError as exc:
-        return _json_error(422, getattr(exc, "user_message", "") or UNAVAILABLE)
+        ref = await asyncio.to_thread(svc.files.put_stream, f.file, ext_of(f.filename or ""))
     except ValueError:  # the file store's per-file cap
         return _json_error(413, TOO_BIG)
-    except Exception:  # an engine crash is ours, not the rep's: say so, keep the page alive
-        log.exception("media engine failed on an upload")
-        return _json_error(503, UNAVAILABLE)
+    key = f"{job}:{user.id}:{ref}"
+    for _attempt in range(3):  # the same file sent twice at once: one job, both wait on it
+        async with web_ctx(request).session() as db:
+            row = (await db.exec(select(Job).where(Job.idem_key == key))).first()
+            if row is None:
+                row = Job(idem_key=key, name=job, owner=f"web:{user.id}",
+                          args={"ref": ref, "user_id": user.id}, next_at=datetime.now(UTC))
+                db.add(row)
+            elif row.status == "failed":  # a retry by hand: run it again
+                row.status, row.attempts, row.claimed_until = "pending", 0, None
+                row.next_at = datetime.now(UTC)
+            audit(db, user, "media.queued", job, ref)
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+                continue
+            return row.id, ref
+    return _json_error(503, UNAVAILABLE)
 
 
-async def _ocr(svc: Any, data: bytes) -> tuple[Any, str]:
-    return await svc.ocr(data), await svc.store(data, ".jpg")
+async def _outcome(request: web.Request, job_id: int, wait_s: float) -> dict | None:
+    """The job's result once a worker has stored it (waiting up to ``wait_s``), or None."""
+    owner = f"web:{current_user(request).id}"
+    deadline = asyncio.get_running_loop().time() + wait_s
+    pause = 0.1
+    while True:
+        async with web_ctx(request).session() as db:
+            row = (await db.exec(select(Job.status, Job.result, Job.name).where(
+                Job.id == job_id, Job.owner == owner))).first()
+        if row is None:
+            return {"status": 404, "error": "没有这个识别任务 / No such upload."}
+        status, result, _name = row
+        if status == "done":
+            return result or {"status": 503, "error": UNAVAILABLE}
+        if status == "failed":
+            return {"status": 503, "error": UNAVAILABLE}
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
+
+
+def _pending(job_id: int) -> web.Response:
+    return web.json_response({"pending": True, "job": job_id,
+                              "poll": f"/app/visits/media/{job_id}",
+                              "message": "排队识别中… / Queued for recognition…"}, status=202)
+
+
+async def _photo_answer(request: web.Request, ref: str, res: dict) -> web.Response:
+    user = current_user(request)
+    async with web_ctx(request).session() as db:
+        shown, others = await _visible_candidates(db, user, res.get("candidates") or [])
+        audit(db, user, "media.ocr", "photo", ref, engine=res.get("engine"),
+              seconds=res.get("seconds"), name=(res.get("name") or "")[:60],
+              candidates=[c["customer_id"] for c in shown[:3]])
+        await db.commit()
+    return web.json_response({
+        "text": res.get("text", ""), "name": res.get("name", ""), "candidates": shown,
+        "others": others, "ambiguous": bool(res.get("ambiguous")), "photo_ref": ref,
+        "gps": res.get("gps")})
+
+
+async def _voice_answer(request: web.Request, ref: str, res: dict) -> web.Response:
+    user = current_user(request)
+    async with web_ctx(request).session() as db:
+        shown, others = await _visible_candidates(db, user, res.get("candidates") or [])
+        audit(db, user, "media.transcribed", "voice", ref, engine=res.get("engine"),
+              seconds=res.get("seconds"), audio_seconds=res.get("audio_seconds"),
+              candidates=[c["customer_id"] for c in shown[:3]])
+        await db.commit()
+    text = res.get("text", "")
+    follow = next_step_date(text, local_today())
+    return web.json_response({
+        "text": text, "language": res.get("language"), "candidates": shown, "others": others,
+        "follow_up_on": follow.isoformat() if follow else None, "audio_ref": ref})
+
+
+ANSWERS = {"web.photo": _photo_answer, "web.voice": _voice_answer}
+
+
+async def _answer(request: web.Request, job: str, job_id: int, ref: str,
+                  wait_s: float) -> web.Response:
+    res = await _outcome(request, job_id, wait_s)
+    if res is None:
+        return _pending(job_id)
+    if res.get("status", 200) != 200:
+        return _json_error(int(res.get("status", 503)), res.get("error") or UNAVAILABLE)
+    return await ANSWERS[job](request, ref, res)
+
+
+def _photo_ext(_filename: str) -> str:
+    return ".jpg"
+
+
+def _voice_ext(filename: str) -> str:
+    return VOICE_EXT.get(filename.rsplit(".", 1)[-1].lower() if "." in filename else "", "")
 
 
 @routes.post("/app/visits/photo")
 @require()
 async def photo_upload(request: web.Request) -> web.StreamResponse:
-    user = current_user(request)
-    done = await _recognised(request, "photo", _ocr)
-    if isinstance(done, web.Response):
-        return done
-    res, photo_ref = done
-    name, text = res.name, res.text
-    async with web_ctx(request).session() as db:
-        cands = await match_customers(db, name, user.id) if name else []
-        if not cands and text.strip():
-            cands = await match_customers(db, text, user.id)
-        shown, others = await _visible_candidates(db, user, cands)
-        audit(db, user, "media.ocr", "photo", photo_ref, engine=res.engine,
-              seconds=round(res.seconds, 2), name=name[:60],
-              candidates=[c["customer_id"] for c in shown[:3]])
-        await db.commit()
-    gps = res.photo.gps if res.photo and res.photo.gps else None
-    return web.json_response({
-        "text": text, "name": name, "candidates": shown, "others": others,
-        "ambiguous": is_ambiguous(cands), "photo_ref": photo_ref,
-        "gps": list(gps) if gps else None})
+    queued = await _queue(request, "photo", "web.photo", _photo_ext)
+    if isinstance(queued, web.Response):
+        return queued
+    return await _answer(request, "web.photo", *queued, WAIT_S)
 
 
 @routes.post("/app/visits/voice")
 @require()
 async def voice_upload(request: web.Request) -> web.StreamResponse:
-    user = current_user(request)
-    ctx = web_ctx(request)
-    async with ctx.session() as db:  # the rep's customer names help the recogniser
-        words = await hot_words_for(db, user.id)
+    queued = await _queue(request, "audio", "web.voice", _voice_ext)
+    if isinstance(queued, web.Response):
+        return queued
+    return await _answer(request, "web.voice", *queued, WAIT_S)
 
-    async def transcribe(svc: Any, data: bytes) -> tuple[Any, str]:
-        tr = await svc.transcribe(data, words)
-        return tr, await svc.store(data, VOICE_EXT.get(tr.container or "", ""))
 
-    done = await _recognised(request, "audio", transcribe)
-    if isinstance(done, web.Response):
-        return done
-    tr, audio_ref = done
-    text = tr.text.strip()
-    if not text:
-        return _json_error(422, "没有听清这段语音，请再说一遍。/ I heard no speech; please retry.")
-    async with ctx.session() as db:
-        shown, others = await _visible_candidates(db, user,
-                                                  await match_customers(db, text, user.id))
-        audit(db, user, "media.transcribed", "voice", audio_ref, engine=tr.engine,
-              seconds=round(tr.seconds, 2), audio_seconds=round(tr.audio_seconds, 1),
-              candidates=[c["customer_id"] for c in shown[:3]])
-        await db.commit()
-    follow = next_step_date(text, local_today())
-    return web.json_response({
-        "text": text, "language": tr.language, "candidates": shown, "others": others,
-        "follow_up_on": follow.isoformat() if follow else None, "audio_ref": audio_ref})
+@routes.get("/app/visits/media/{job_id:\\d+}")
+@require()
+async def media_result(request: web.Request) -> web.StreamResponse:
+    """The page's poll for an upload still queued when its request answered 202."""
+    job_id = int(request.match_info["job_id"])
+    async with web_ctx(request).session() as db:
+        row = (await db.exec(select(Job.name, Job.args).where(
+            Job.id == job_id, Job.owner == f"web:{current_user(request).id}"))).first()
+    if row is None or row[0] not in ANSWERS:
+        return _json_error(404, "没有这个识别任务 / No such upload.")
+    return await _answer(request, row[0], job_id, str((row[1] or {}).get("ref", "")),
+                         POLL_WAIT_S)
 
 
 # -- the form --------------------------------------------------------------------------------

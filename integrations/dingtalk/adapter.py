@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.dispatcher import Ingress
@@ -19,10 +20,13 @@ from bot.event import MediaRef, OutMessage, Target
 from bot.platform import PermanentError
 from cards import Card
 from cards.render_dingtalk import DEFAULT_TEMPLATE_ID, render_card
-from config import Settings
+from config import ConfigError, Settings
 from integrations.dingtalk.client import DingTalkClient
 from integrations.dingtalk.crypto import EventCrypto
+from integrations.dingtalk.stream import CARD_TOPIC, PING_S, DingTalkStream
 from integrations.dingtalk.webhook import DingTalkWebhook
+from storage.db import is_sqlite
+from storage.sign_ledger import bind as bind_sign
 
 PER_DESTINATION = (20, 60.0)  # PROTOCOLS §5: robots 20 msgs/min (over that: throttled 10 min)
 _TRACK_ID_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -51,18 +55,38 @@ class Adapter:
                              or "https://oapi.dingtalk.com")
         self.template_id = str(getattr(settings, "dingtalk_card_template_id", "")
                                or DEFAULT_TEMPLATE_ID)
-        # Event subscription owner key = appKey (internal app), not the corp id (PROTOCOLS §1).
-        self.crypto = EventCrypto(v("token"), v("aes_key"), self.app_id)
-        self.webhook = DingTalkWebhook(self.crypto, ingress, self.app_id, self._secret,
-                                       settings.replay_window_s)
+        self.mode = settings.mode("dingtalk")
+        self.webhook: DingTalkWebhook | None = None
+        self.transport: DingTalkStream | None = None
+        ping = settings.longconn_ping_s or PING_S
+        if self.mode == "stream":  # issue 14: robot messages and card taps over Stream
+            self.transport = DingTalkStream(ingress, self.api_base, self.app_id, self._secret,
+                                            ping_interval=ping)
+        else:
+            # Event subscription owner key = appKey (internal app), not the corp id (§1).
+            self.crypto = EventCrypto(v("token"), v("aes_key"), self.app_id)
+            self.webhook = DingTalkWebhook(self.crypto, ingress, self.app_id, self._secret,
+                                           settings.replay_window_s,
+                                           shared_signs=_shared_signs(ingress))
+            taps = str(settings.dingtalk_card_callbacks or "stream").strip().lower()
+            if taps not in ("stream", "http"):
+                raise ConfigError("FIELDBOT_DINGTALK_CARD_CALLBACKS must be stream or http,"
+                                  f" not {taps!r}")
+            if taps == "stream":  # card taps only: robot messages keep coming by HTTP
+                self.transport = DingTalkStream(ingress, self.api_base, self.app_id,
+                                                self._secret, topics=(CARD_TOPIC,),
+                                                ping_interval=ping)
         self.client: DingTalkClient | None = None
 
     def routes(self):
-        return self.webhook.routes()
+        return self.webhook.routes() if self.webhook is not None else []
 
     async def start(self, http: Any) -> None:
         self.client = DingTalkClient(http, self.api_base, self.app_id, self._secret,
                                      self.robot_code)
+        if self.transport is not None:
+            self.transport.http = http
+            self.client.callback_type = "STREAM"
 
     async def close(self) -> None:
         self.client = None
@@ -113,3 +137,17 @@ class Adapter:
         if target.kind == "chat":
             return await client.send_to_group(target.id, msg_key, message.text)
         return await client.send_to_users([target.id], msg_key, message.text)
+
+
+def _shared_signs(ingress):
+    """With PostgreSQL (several instances may share the URL), the robot's (timestamp, sign)
+    pairs are bound in the database too; one SQLite process needs only its memory."""
+    inbox = getattr(ingress, "inbox", None)
+    if inbox is None or is_sqlite(inbox.url):
+        return None
+    engine = inbox.engine
+
+    def bind(pair: str, digest: str) -> bool:
+        return bind_sign(engine, pair, digest, datetime.now(UTC))
+
+    return bind

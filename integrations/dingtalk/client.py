@@ -12,9 +12,13 @@
 - Media: ``robot/messageFiles/download`` → a temporary ``downloadUrl`` fetched with a byte cap;
   only the API host or ``*.dingtalk.com`` over https is fetched, no redirects (SSRF).
 
-Errors → the core's delivery errors: HTTP 429, ``Throttling``/QPS-limit codes, errcode 90018 or a
-flow-controlled recipient → ``RateLimited``; 5xx and network errors → ``TransientError``; anything
-else → ``PermanentError``. Secrets and tokens never reach a log line.
+Errors → the core's delivery errors (PROTOCOLS §9.4): HTTP 403 ``Forbidden.AccessDenied.
+QpsLimitFor…`` (20 calls/s per app per API), 429, errcode 90018, the 5-minute IP ban page or a
+flow-controlled recipient → ``RateLimited``; ``AccessTokenPermissionDenied`` (a missing
+permission scope, named from ``requiredScopes``; no token refresh) and ``ApiCountLimitForOrg``
+(the org's monthly quota) → ``ConfigurationError``, shown on /healthz; 5xx and network errors →
+``TransientError``; anything else → ``PermanentError``. The client itself keeps each API under
+20 calls/s. Secrets and tokens never reach a log line.
 """
 
 from __future__ import annotations
@@ -23,18 +27,30 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.platform import MediaError, PermanentError, RateLimited, TransientError
+from bot.platform import (
+    ConfigurationError,
+    MediaError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
 TOKEN_MARGIN_S = 300
-TOKEN_INVALID_CODES = {"InvalidAuthentication", "invalidAuthentication",
-                       "Forbidden.AccessDenied.AccessTokenPermissionDenied"}
+TOKEN_INVALID_CODES = {"InvalidAuthentication", "invalidAuthentication"}
+# 403 with ``accessdenieddetail.requiredScopes``: the app lacks a permission scope — not a bad
+# token (PROTOCOLS §9.4); a refresh would not help
+SCOPE_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
+ORG_QUOTA = {"Forbidden.AccessDenied.ApiCountLimitForOrg", "90020"}
+BATCH_USERS = 20
+API_QPS = 20  # per app per API (the throttling doc); the client keeps under it itself
 RATE_CODES = {"Throttling", "Throttling.Api", "Throttling.User", "90018",
               "Forbidden.AccessDenied.QpsLimitForApi",
               "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"}
@@ -54,9 +70,13 @@ class DingTalkClient:
         self._secret = app_secret
         self.robot_code = robot_code
         self.clock = clock
+        # "STREAM": taps come over the Stream connection; "HTTP" needs a registered callback
+        # route (PROTOCOLS §9.1), which FieldBot does not use
+        self.callback_type = "HTTP"
         self._token: str | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        self._calls: dict[str, deque[float]] = {}  # path → its calls in the last second
 
     # -- token --------------------------------------------------------------------------
     async def token(self, force: bool = False, stale: str | None = None) -> str:
@@ -101,12 +121,28 @@ class DingTalkClient:
         code = str(data.get("code") or data.get("errcode") or "")
         if code == "0":
             code = ""
+        if code == SCOPE_DENIED:
+            detail = data.get("accessdenieddetail") or {}
+            scopes = detail.get("requiredScopes") if isinstance(detail, dict) else None
+            names = ", ".join(map(str, scopes)) if isinstance(scopes, list) else "?"
+            raise ConfigurationError(
+                f"dingtalk {path}: the app lacks the permission scope(s) {names}", code=code,
+                hint=f"grant {names} to the app (开发者后台 → 权限管理) and publish it")
+        if code in ORG_QUOTA:
+            raise ConfigurationError(
+                f"dingtalk {path}: the organisation's monthly API quota is used up", code=code,
+                retry_after=3600.0,
+                hint="standard-edition orgs get 5,000 metered calls a month: upgrade the"
+                     " DingTalk edition or wait for the 1st")
+        if data.get("punish") == "deny" or str(data.get("status")) == "1111":
+            raise RateLimited(f"dingtalk {path}: this IP is banned for 5 minutes (too many"
+                              " calls)", retry_after=300.0, code="1111")
         if status == 401 or code in TOKEN_INVALID_CODES or code in ("40014", "42001"):
             if token is not None:
                 raise TokenInvalid(code or str(status))
         if status == 429 or code in RATE_CODES or "throttl" in code.lower() \
                 or "qpslimit" in code.lower():
-            raise RateLimited(_msg(path, status, code, data), retry_after=retry_after,
+            raise RateLimited(_msg(path, status, code, data), retry_after=retry_after or 1.0,
                               code=code or status)
         if status >= 500 or code in ("-1", "ServiceUnavailable", "InternalError"):
             raise TransientError(_msg(path, status, code, data), retry_after=retry_after,
@@ -115,9 +151,22 @@ class DingTalkClient:
             raise PermanentError(_msg(path, status, code, data), code=code or status)
         return data
 
+    async def _api_slot(self, path: str) -> None:
+        """At most ``API_QPS`` calls per second to one API from this process (app-wide)."""
+        window = self._calls.setdefault(path, deque())
+        while True:
+            now = self.clock()
+            while window and now - window[0] >= 1.0:
+                window.popleft()
+            if len(window) < API_QPS:
+                window.append(now)
+                return
+            await asyncio.sleep(1.0 - (now - window[0]) + 0.001)
+
     async def call(self, method: str, path: str, body: Any = None) -> dict:
         """An authenticated call; one token refresh + retry on a token-invalid answer."""
         for attempt in (0, 1):
+            await self._api_slot(path)
             tok = await self.token()
             try:
                 return await self._request(method, path, body, token=tok)
@@ -139,14 +188,18 @@ class DingTalkClient:
 
     async def send_to_users(self, user_ids: list[str], msg_key: str, text: str,
                             title: str = "") -> dict:
-        data = await self.call("POST", "/v1.0/robot/oToMessages/batchSend", {
-            "robotCode": self.robot_code, "userIds": list(user_ids), "msgKey": msg_key,
-            "msgParam": self._param(msg_key, text, title)})
-        if data.get("flowControlledStaffIdList"):
-            raise RateLimited("dingtalk batchSend: recipient flow-controlled", code="flow")
-        if data.get("invalidStaffIdList"):
-            raise PermanentError("dingtalk batchSend: invalid staff id", code="invalidStaff")
-        return {"process_query_key": data.get("processQueryKey", "")}
+        keys = []
+        ids = list(user_ids)
+        for i in range(0, len(ids), BATCH_USERS):  # batchSend takes ≤ 20 userIds a call
+            data = await self.call("POST", "/v1.0/robot/oToMessages/batchSend", {
+                "robotCode": self.robot_code, "userIds": ids[i:i + BATCH_USERS],
+                "msgKey": msg_key, "msgParam": self._param(msg_key, text, title)})
+            if data.get("flowControlledStaffIdList"):
+                raise RateLimited("dingtalk batchSend: recipient flow-controlled", code="flow")
+            if data.get("invalidStaffIdList"):
+                raise PermanentError("dingtalk batchSend: invalid staff id", code="invalidStaff")
+            keys.append(str(data.get("processQueryKey", "")))
+        return {"process_query_key": ",".join(keys)}
 
     async def send_to_group(self, open_conversation_id: str, msg_key: str, text: str,
                             title: str = "") -> dict:
@@ -161,7 +214,8 @@ class DingTalkClient:
                                  to_group: str | None = None) -> dict:
         body: dict[str, Any] = {
             "cardTemplateId": template_id, "outTrackId": out_track_id,
-            "cardData": {"cardParamMap": param_map}, "callbackType": "HTTP", "userIdType": 1}
+            "cardData": {"cardParamMap": param_map}, "callbackType": self.callback_type,
+            "userIdType": 1}
         if to_group:
             body["openSpaceId"] = f"dtv1.card//IM_GROUP.{to_group}"
             body["imGroupOpenSpaceModel"] = {"supportForward": True}

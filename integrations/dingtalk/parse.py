@@ -38,7 +38,7 @@ def _ms_to_dt(value: Any) -> datetime | None:
 def _int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return None
 
 

@@ -15,6 +15,7 @@ Card-platform callbacks (``outTrackId`` + ``content``) become ``card_action`` ev
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -47,12 +48,15 @@ class SignLedger:
     window (after it the timestamp check refuses the pair anyway). Bounded: past ``cap`` pairs
     the oldest go first. Per process; several instances behind one URL each keep their own."""
 
-    def __init__(self, window_s: int, cap: int = 200_000):
+    def __init__(self, window_s: int, cap: int = 200_000, shared=None):
         self.window_s = max(window_s, 1)
         self.cap = cap
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # ``shared(pair, digest hex) -> bool`` (blocking): the database's ledger that several
+        # instances behind one URL share (storage/sign_ledger.py), or None for one process
+        self.shared = shared
 
-    def bind(self, timestamp: str, sign: str, body: bytes, now: float) -> bool:
+    async def bind(self, timestamp: str, sign: str, body: bytes, now: float) -> bool:
         """True when the pair is new (now bound to ``body``) or already bound to this body."""
         while self._seen:
             key, (at, _digest) = next(iter(self._seen.items()))
@@ -62,10 +66,13 @@ class SignLedger:
         pair = hashlib.sha256(f"{timestamp}\n{sign}".encode()).hexdigest()
         digest = hashlib.sha256(body).digest()
         got = self._seen.get(pair)
-        if got is None:
-            self._seen[pair] = (now, digest)
-            return True
-        return hmac.compare_digest(got[1], digest)
+        if got is not None:
+            return hmac.compare_digest(got[1], digest)
+        if self.shared is not None and not await asyncio.to_thread(self.shared, pair,
+                                                                   digest.hex()):
+            return False  # another instance saw this pair with another body
+        self._seen[pair] = (now, digest)
+        return True
 
 
 def _unauthorized() -> web.Response:
@@ -78,14 +85,14 @@ def _bad() -> web.Response:
 
 class DingTalkWebhook:
     def __init__(self, crypto: EventCrypto, ingress: Ingress, app_id: str, app_secret: str,
-                 replay_window_s: int, clock=time.time):
+                 replay_window_s: int, clock=time.time, shared_signs=None):
         self.crypto = crypto
         self.ingress = ingress
         self.app_id = app_id
         self._secret = app_secret
         self.replay_window_s = replay_window_s
         self.clock = clock
-        self.signs = SignLedger(replay_window_s)
+        self.signs = SignLedger(replay_window_s, shared=shared_signs)
 
     def routes(self):
         return [("POST", ROBOT_PATH, self.robot), ("POST", EVENTS_PATH, self.events)]
@@ -102,7 +109,6 @@ class DingTalkWebhook:
 
     # -- robot messages -------------------------------------------------------------------
     async def robot(self, request: web.Request) -> web.Response:
-        body = await request.read()  # raises 413 past client_max_size
         ts = request.headers.get("timestamp", "")
         sign = request.headers.get("sign", "")
         if not ts or not sign:
@@ -113,6 +119,7 @@ class DingTalkWebhook:
         if not verify_robot_sign(self._secret, ts, sign):
             log.warning("dingtalk robot: bad sign")
             return _unauthorized()
+        body = await request.read()  # only now, and 413 past client_max_size
         try:
             raw = json.loads(body)
             event = parse_robot(raw, self.app_id)
@@ -125,7 +132,7 @@ class DingTalkWebhook:
         # could carry any body (another sender) inside the window. Each pair is bound to the
         # first body seen with it; the same pair with another body is refused. (The same pair
         # with the same body is a duplicate delivery: acknowledged, deduped on msgId.)
-        if not self.signs.bind(ts, sign, body, self.clock()):
+        if not await self.signs.bind(ts, sign, body, self.clock()):
             log.warning("dingtalk robot: a (timestamp, sign) pair reused with another body")
             return _unauthorized()
         if (failed := await self._submit(event)) is not None:
@@ -134,7 +141,6 @@ class DingTalkWebhook:
 
     # -- event subscription ---------------------------------------------------------------
     async def events(self, request: web.Request) -> web.Response:
-        body = await request.read()
         q = request.query
         sig = q.get("msg_signature") or q.get("signature") or ""
         ts = q.get("timeStamp") or q.get("timestamp") or ""
@@ -144,6 +150,7 @@ class DingTalkWebhook:
         if not fresh_ms(ts, self.replay_window_s, self.clock()):
             log.warning("dingtalk events: timestamp outside the replay window")
             return _unauthorized()
+        body = await request.read()  # the signature covers it: read once the query passed
         try:
             data = self.crypto.open(sig, ts, nonce, body)
         except SignatureError:

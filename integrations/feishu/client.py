@@ -166,7 +166,11 @@ class FeishuClient:
             body["uuid"] = feishu_uuid(idem_key)
         data = await self.call("POST", "/open-apis/im/v1/messages", body,
                                {"receive_id_type": receive_id_type}, what="send")
-        return {"message_id": data.get("message_id", "")}
+        try:  # create_time (ms) tells a later update whether PATCH still works (14 days)
+            sent_at = int(data.get("create_time") or 0) / 1000 or time.time()
+        except (TypeError, ValueError):
+            sent_at = time.time()
+        return {"message_id": data.get("message_id", ""), "sent_at": int(sent_at)}
 
     async def update_card(self, token: str, card: dict) -> dict:
         """Delayed update after a tap (token: 30 min, usable twice)."""

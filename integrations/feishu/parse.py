@@ -14,12 +14,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bot.event import CardAction, ChatRef, Event, MediaRef
+from bot.event import CardAction, ChatRef, Event, Location, MediaRef
 
 PLATFORM = "feishu"
 
 MSG_TYPES = {"text": "text", "image": "image", "audio": "voice", "file": "file",
-             "post": "rich_text", "merge_forward": "merge_forward", "media": "video"}
+             "post": "rich_text", "merge_forward": "merge_forward", "media": "video",
+             "location": "location"}
 
 
 class ParseError(ValueError):
@@ -112,6 +113,18 @@ def _post_parts(content: dict) -> tuple[str, str | None]:
     return "\n".join(lines), image
 
 
+def _location(content: dict) -> Location | None:
+    """``{"name": "…", "longitude": "121.47", "latitude": "31.23"}`` (strings; GCJ-02, as the
+    client's map gives it); None when the numbers are missing or out of range."""
+    try:
+        lat, lon = float(content.get("latitude")), float(content.get("longitude"))
+    except (TypeError, ValueError):
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # NaN fails too
+        return None
+    return Location(lat=lat, lon=lon, label=str(content.get("name") or "")[:200])
+
+
 def to_event(data: dict, app_id: str) -> Event | None:
     env = envelope(data)
     if env.version == "v2" and env.type == "im.message.receive_v1":
@@ -155,6 +168,8 @@ def _message_v2(data: dict, app_id: str, event_id: str) -> Event:
         ev.text = strip_mentions(text, msg.get("mentions"))
         if image:
             ev.media = MediaRef(kind="image", key=str(image), message_id=message_id)
+    elif ftype == "location":
+        ev.location = _location(content)
     elif ftype == "merge_forward":
         ev.text = "[merge_forward]"  # children need GET /im/v1/messages/{id}; see PROTOCOLS §2
     return ev
@@ -213,5 +228,5 @@ def _raw(data: dict) -> dict:
 def _int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return None

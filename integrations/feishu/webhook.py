@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bot.inbox import InboxUnavailable
 from integrations.feishu import parse
+from integrations.feishu.answers import TapAnswers
 from integrations.feishu.crypto import CryptoError, FeishuCrypto, SignatureError
 
 if TYPE_CHECKING:
@@ -44,7 +46,9 @@ def _bad(reason: str) -> web.Response:
 
 class FeishuWebhook:
     def __init__(self, crypto: FeishuCrypto, ingress: Ingress, app_id: str,
-                 replay_window_s: int, toast_wait_s: float = TOAST_WAIT_S):
+                 replay_window_s: int, toast_wait_s: float = TOAST_WAIT_S,
+                 answers: TapAnswers | None = None):
+        self.answers = answers or TapAnswers()
         self.crypto = crypto
         self.ingress = ingress
         self.app_id = app_id
@@ -93,14 +97,26 @@ class FeishuWebhook:
             log.info("feishu: ignoring event type %r (%s)", env.type, env.event_id)
             return web.json_response({})
         card = event.kind == "card_action"
+        token = ""
+        if card and event.action is not None:
+            token = str(event.action.card_ref.get("token") or "")
+            event.action.card_ref["tap_at"] = time.time()
+            self.answers.expect(token)
         try:
             _new, toast = await self.ingress.submit(
                 event, toast_wait=self.toast_wait_s if card else 0.0)
         except InboxUnavailable:
             log.warning("feishu: inbox unavailable, answering 503 for %s", env.event_id)
+            self.answers.answered(token)
             return web.json_response({"error": "unavailable"}, status=503)
         if not card:
             return web.json_response({"msg": "success"})
-        if toast is None:
-            return web.json_response({})
-        return web.json_response({"toast": {"type": toast.kind, "content": toast.text}})
+        resp = web.json_response({} if toast is None else
+                                 {"toast": {"type": toast.kind, "content": toast.text}})
+        # written now, so the card update that waits for it (answers.py) follows the answer
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        finally:
+            self.answers.answered(token)
+        return resp

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from integrations.media.errors import BadImage
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # JPEG covers MPO (phone photos)
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 40_000_000  # JPEG: decoded at 1/2…1/8 scale (``draft``), so cheap
+FULL_DECODE_PIXELS = 16_000_000  # PNG, WebP …: decoded whole (16 Mpx ≈ 48 MB of RGB)
 # Pillow's own guard (warning at MAX, error at 2×MAX) is lowered too, for any other caller.
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
@@ -85,6 +86,9 @@ def open_photo(data: bytes, max_side: int | None = None,
             w, h = im.size
             if w * h > max_pixels or w <= 0 or h <= 0:
                 raise BadImage(f"image of {w}x{h} px is over the cap", TOO_BIG)
+            if im.format not in ("JPEG", "MPO") and w * h > min(max_pixels, FULL_DECODE_PIXELS):
+                # only JPEG decodes at a fraction of its size; others decode in full first
+                raise BadImage(f"{im.format} of {w}x{h} px is over the full-decode cap", TOO_BIG)
             gps, taken = exif_gps(im), exif_time(im)
             if max_side and im.format in ("JPEG", "MPO"):
                 im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4, 1/8 scale: fast

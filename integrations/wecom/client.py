@@ -2,8 +2,10 @@
 
 The access token is cached until ``expires_in`` minus a margin and refreshed once, then the
 call retried once, when WeCom says it is invalid/expired (40014, 42001, 40001). Errors map to the
-core's delivery errors: rate-limit codes → ``RateLimited``; -1, 5xx and network errors →
-``TransientError``; anything else → ``PermanentError``. Secrets never reach a log line.
+core's delivery errors: rate-limit codes → ``RateLimited``; -1 (which comes with HTTP 200), 5xx
+and network errors → ``TransientError``; 60020 (the server's IP is not a trusted IP) and 45009
+"daily quota" → ``ConfigurationError`` (shown on /healthz; the daily one waits for midnight);
+anything else → ``PermanentError``. Secrets never reach a log line.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from typing import Any
 
 import aiohttp
 
-from bot.platform import MediaError, PermanentError, RateLimited, TransientError
+from bot.platform import (
+    ConfigurationError,
+    MediaError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 DUP_CHECK_S = 1800  # a resend within this window of the original is dropped by WeCom
 
 TOKEN_INVALID = {40014, 42001, 40001}
 RATE_LIMITED = {45009, 45033, 45047}
+UNTRUSTED_IP = 60020  # the server's IP is not in the app's 企业可信IP list (PROTOCOLS §9.3)
 TOKEN_MARGIN_S = 300
 
 
@@ -181,9 +190,29 @@ def _agent(agent_id: str) -> int | str:
 
 
 def _error(code: int, data: dict, what: str):
-    msg = f"wecom {what}: errcode {code} {str(data.get('errmsg', ''))[:120]}"
+    errmsg = str(data.get("errmsg", ""))
+    msg = f"wecom {what}: errcode {code} {errmsg[:120]}"
+    if code == UNTRUSTED_IP:
+        ip = errmsg.rsplit("from ip:", 1)[-1].split(",")[0].strip() if "from ip:" in errmsg \
+            else "this server's egress IP"
+        return ConfigurationError(
+            msg, code=code, hint=f"add {ip} to the app's 企业可信IP (应用管理 → 开发者接口)")
+    if code == 45009 and "daily" in errmsg:
+        return ConfigurationError(msg, code=code, retry_after=_until_midnight(),
+                                  hint="WeCom's daily API quota is used up: sends resume"
+                                       " after midnight (Beijing time)")
     if code in RATE_LIMITED:
-        return RateLimited(msg, code=code)
+        return RateLimited(msg, code=code, retry_after=60.0 if code == 45009 else None)
     if code == -1:
         return TransientError(msg, code=code)
     return PermanentError(msg, code=code)
+
+
+def _until_midnight() -> float:
+    """Seconds until the next midnight in Beijing, when WeCom's daily quota resets."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
+    return (midnight - now).total_seconds()

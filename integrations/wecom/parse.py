@@ -92,10 +92,8 @@ def parse(raw: dict[str, Any], corp_id: str) -> Event | None:
                          extra={"pic_url": str(raw.get("PicUrl") or "")})
         return Event(msg_type="image", media=media, **base)
     if msg_type == "location":
-        loc = Location(lat=float(raw.get("Location_X") or 0), lon=float(raw.get("Location_Y")
-                                                                           or 0),
-                       label=str(raw.get("Label") or ""))
-        return Event(msg_type="location", location=loc, **base)
+        return Event(msg_type="location", location=_location(
+            raw.get("Location_X"), raw.get("Location_Y"), raw.get("Label")), **base)
     if msg_type in ("video", "file", "link"):
         media = None
         if raw.get("MediaId"):
@@ -124,8 +122,19 @@ def _event(raw: dict[str, Any], base: dict[str, Any]) -> Event | None:
     if name.lower() in SYSTEM_EVENTS:
         ev = Event(event_id=event_id, kind="system", msg_type=name.lower(), text=key, **base)
         if name.lower() == "location" and raw.get("Latitude"):
-            ev.location = Location(lat=float(raw.get("Latitude") or 0),
-                                   lon=float(raw.get("Longitude") or 0))
+            ev.location = _location(raw.get("Latitude"), raw.get("Longitude"), "")
         return ev
     log.info("wecom: unknown event %r acknowledged", name[:64])
     return None
+
+
+def _location(lat: object, lon: object, label: object) -> Location | None:
+    """A location message's position (GCJ-02, from the client's map); None when missing, not
+    a number or out of range."""
+    try:
+        la, lo = float(str(lat)), float(str(lon))
+    except ValueError:
+        return None
+    if not (-90 <= la <= 90 and -180 <= lo <= 180) or (la == 0 and lo == 0):
+        return None
+    return Location(lat=la, lon=lo, label=str(label or "")[:200])

@@ -96,7 +96,7 @@ def parse_flat(data: bytes | str, root_tag: str = "xml") -> dict:
     except XMLRefused:
         raise
     except (expat.ExpatError, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden,
-            ValueError, TypeError) as exc:
+            ValueError, TypeError, LookupError) as exc:  # LookupError: encoding="no-such"
         raise XMLRefused(exc.__class__.__name__) from exc
     if b.root is None or b.root[0] != root_tag:
         raise XMLRefused("bad xml root")

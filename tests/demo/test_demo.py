@@ -176,6 +176,13 @@ async def test_sample_voice_note_and_photos_make_the_right_cards(stack, platform
                               newest_card("华东精密零部件有限公司", "语音"), timeout=90)
     assert next_tuesday.isoformat() in card_text(voice), card_text(voice)
     assert "秒）" in card_text(voice)  # the measured length, never "0 秒"
+    # the second voice note: lisi's customer 金陵化工 and "下周四" (next week's Thursday)
+    next_thursday = today - timedelta(days=today.weekday()) + timedelta(days=10)
+    await post(stack, "/demo/api/say", {"platform": platform, "user": "lisi", "kind": "voice",
+                                        "sample": "visit_jinling"})
+    (voice,) = await wait_for(stack, platform, "lisi",
+                              newest_card("南京金陵化工集团", "语音"), timeout=90)
+    assert next_thursday.isoformat() in card_text(voice), card_text(voice)
     signs = (("sign_huadong", "华东精密零部件有限公司"), ("sign_jinling", "南京金陵化工集团"))
     for sample, name in signs:
         await post(stack, "/demo/api/say", {"platform": platform, "user": user,

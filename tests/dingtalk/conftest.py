@@ -54,6 +54,14 @@ class Env:
         finally:
             eng.dispose()
 
+    def execute(self, query: str, **params) -> None:
+        eng = sync_engine(self.db_url)
+        try:
+            with eng.begin() as conn:
+                conn.execute(text(query), params)
+        finally:
+            eng.dispose()
+
     def count(self, table: str, where: str = "1=1", **params) -> int:
         return self.sql(f"SELECT count(*) FROM {table} WHERE {where}", **params)[0][0]
 

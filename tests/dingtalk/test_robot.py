@@ -147,3 +147,18 @@ async def test_deeply_nested_json_is_400_not_500(env: Env, caplog):
     assert status == 400
     assert "Traceback" not in caplog.text
     assert env.count("inbox_events") == 0
+
+
+async def test_infinite_numbers_are_no_500(env: Env, caplog):
+    """JSON's ``Infinity`` in a number field (a voice note's duration): ``int(inf)`` raised
+    OverflowError, which escaped the webhook as a 500 with a traceback (the fuzz,
+    tests/reliability/test_fuzz_http.py). Now the duration is unknown; the message is stored."""
+    payload = env.sim.robot_payload("zhangsan", "audio", {"content": {
+        "downloadCode": "dl-inf", "duration": float("inf")}}, msg_id="m-inf")
+    body = json.dumps(payload).encode()
+    assert b"Infinity" in body
+    status, text = await env.sim.post_robot(env.url, body, env.sim.sign_robot())
+    assert (status, json.loads(text)) == (200, {})
+    assert "Traceback" not in caplog.text and "OverflowError" not in caplog.text
+    payload = json.loads(env.sql("SELECT payload FROM inbox_events")[0][0])
+    assert payload["event_id"] == "m-inf" and payload["media"]["duration_ms"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import aiohttp
 import pytest
@@ -165,13 +166,34 @@ async def test_client_errors(api):
         await client.token()
 
 
-async def test_limit_20_per_minute_per_destination(api):
+async def test_api_qps_limit_real_403_and_client_keeps_under_it(api):
+    """DingTalk allows 20 calls/s per app per API (403 QpsLimitForAppkeyAndApi past it); the
+    client's own limiter keeps a burst under it, and batchSend takes ≤ 20 userIds a call."""
     sim, client = api
-    for i in range(20):
-        await client.send_to_users(["busy"], "sampleText", f"m{i}")
-    with pytest.raises(RateLimited):
-        await client.send_to_users(["busy"], "sampleText", "one too many")
-    await client.send_to_users(["other"], "sampleText", "fine")
+    tok = await client.token()
+    # the burst's window is a minute here, so a loaded machine spreading the 21 calls over
+    # more than a second still sees the 21st refused (DingTalk's is a second)
+    sim.api_qps = type(sim.api_qps)(20, 60.0)
+    body = {"robotCode": sim.robot_code, "userIds": ["busy"], "msgKey": "sampleText",
+            "msgParam": json.dumps({"content": "raw"})}
+    for _ in range(20):  # without the client's limiter: the 21st call in a second is refused
+        await client._request("POST", "/v1.0/robot/oToMessages/batchSend", body, token=tok)
+    with pytest.raises(RateLimited) as info:
+        await client._request("POST", "/v1.0/robot/oToMessages/batchSend", body, token=tok)
+    assert info.value.code == "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"
+    sim.api_qps = type(sim.api_qps)(20, 1.0)  # a fresh second
+    t0 = time.monotonic()
+    for i in range(45):
+        await client.send_to_users([f"u{i}"], "sampleText", f"m{i}")
+    assert time.monotonic() - t0 >= 1.9  # three windows of ≤ 20 calls
+    refused = [c for c in sim.recorder.of("dingtalk", "send") if c.result.get("status") == 403]
+    assert len(refused) == 1  # only the raw burst's
+    sim.api_qps = type(sim.api_qps)(20, 1.0)
+    many = [f"m{i}" for i in range(45)]
+    before = len(sim.sent())
+    await client.send_to_users(many, "sampleText", "to many")
+    calls = sim.sent()[before:]
+    assert [len(c.body["userIds"]) for c in calls] == [20, 20, 5]
     await client.send_to_group("cidX", "sampleMarkdown", "# title\nbody")
     md = json.loads(sim.sent("cidX")[0].body["msgParam"])
     assert md == {"title": "title", "text": "# title\nbody"}

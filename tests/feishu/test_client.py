@@ -119,3 +119,70 @@ async def test_adapter_update_card_token_then_patch_fallback(api, tmp_path):
                                  OutMessage(kind="text", text="hi"), "k6")
     assert sim.messages[chat["message_id"]].receive_id_type == "chat_id"
     assert adapter.rate_limit(target) == (5, 1.0)
+
+
+async def test_per_receiver_limit_and_oversized_card(api, tmp_path):
+    """230020 (5 QPS per receiver) is a rate limit; a card over 30 KB — which Feishu refuses
+    with 230025, losing the message — goes out as text instead."""
+    sim, rec, base, http = api
+    client = FeishuClient(base, "cli_a", "sec", http)
+    sim.limit.n = 1
+    await client.send("open_id", "ou_9", "text", {"text": "1"})
+    with pytest.raises(RateLimited) as exc:
+        await client.send("open_id", "ou_9", "text", {"text": "2"})
+    assert exc.value.code == 230020
+    sim.limit.n = 10**6
+    big = {"elements": [{"tag": "div", "text": {"tag": "plain_text", "content": "字" * 12000}}]}
+    with pytest.raises(PermanentError) as exc:  # the platform's own refusal, as a reference
+        await client.send("open_id", "ou_9", "interactive", big)
+    assert exc.value.code == 230025
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", data_dir=tmp_path,
+                             feishu_app_id="cli_a", feishu_app_secret="sec",
+                             feishu_verification_token="vt", feishu_encrypt_key="ek",
+                             feishu_api_base=base)
+    adapter = Adapter(settings, ingress=None)
+    await adapter.start(http)
+    target = Target(platform="feishu", app_id="cli_a", kind="user", id="ou_9")
+    card = Card(title="客户清单", text="很长的内容" * 3000, buttons=[Button(text="B", action="t")])
+    sent = await adapter.deliver(target, OutMessage(kind="card", card=card.model_dump()), "k9")
+    msg = sim.messages[sent["message_id"]]
+    assert msg.msg_type == "text" and msg.content["text"].startswith("【客户清单】")
+    assert "已转为文字" in msg.content["text"]
+    small = Card(title="小卡片", buttons=[Button(text="B", action="t")])
+    sent = await adapter.deliver(target, OutMessage(kind="card", card=small.model_dump()), "k10")
+    assert sim.messages[sent["message_id"]].msg_type == "interactive"
+
+
+async def test_patch_only_within_14_days_then_sent_anew(api, tmp_path):
+    """Feishu PATCHes a card for 14 days; an update to an older one (no tap token) goes out
+    as a new card instead of failing."""
+    import time as _time
+
+    sim, rec, base, http = api
+    clock = Clock()
+    sim.clock = clock
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", data_dir=tmp_path,
+                             feishu_app_id="cli_a", feishu_app_secret="sec",
+                             feishu_verification_token="vt", feishu_encrypt_key="ek",
+                             feishu_api_base=base)
+    adapter = Adapter(settings, ingress=None)
+    await adapter.start(http)
+    target = Target(platform="feishu", app_id="cli_a", kind="user", id="ou_old")
+    card = Card(title="告警", buttons=[Button(text="已跟进", action="tok")])
+    sent = await adapter.deliver(target, OutMessage(kind="card", card=card.model_dump()), "s1")
+    assert set(sent) == {"message_id", "sent_at"}
+    done = Card(title="告警", status="已跟进 ✓").model_dump()
+    ref = dict(sent, open_message_id=sent["message_id"])
+    r = await adapter.deliver(target, OutMessage(kind="update_card", card=done, card_ref=ref),
+                              "u1")
+    assert r["updated"] == "patch"
+    clock.t += 15 * 86400  # the fake refuses a PATCH of a message this old
+    client = adapter.client
+    with pytest.raises(PermanentError) as exc:
+        await client.patch_message(sent["message_id"], {"elements": []})
+    assert exc.value.code == 230031
+    old_ref = dict(ref, sent_at=int(_time.time()) - 15 * 86400)
+    r = await adapter.deliver(target, OutMessage(kind="update_card", card=done,
+                                                 card_ref=old_ref), "u2")
+    assert r["message_id"] != sent["message_id"]  # a new card, showing the new state
+    assert "已跟进" in json.dumps(sim.messages[r["message_id"]].content, ensure_ascii=False)

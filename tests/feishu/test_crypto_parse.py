@@ -113,6 +113,16 @@ def test_media_messages():
     assert ev.msg_type == "merge_forward"
 
 
+def test_infinite_duration_is_unknown_not_an_overflow():
+    """``{"duration": Infinity}`` in a message's content: ``int(inf)`` raised OverflowError (not
+    a ValueError: the webhook answered 500). Found by tests/reliability/test_fuzz_http.py."""
+    sim = _sim()
+    payload = sim.message_payload("ou_1", "audio", {"file_key": "fk"}, message_id="om_9")
+    payload["event"]["message"]["content"] = '{"file_key": "fk", "duration": Infinity}'
+    ev = parse.to_event(payload, "cli_a")
+    assert ev.msg_type == "voice" and ev.media.key == "fk" and ev.media.duration_ms is None
+
+
 def test_card_action_shapes():
     sim = _sim()
     data = sim.tap_payload("ou_1", "tok.en", "om_9", "c-123", form_value={"note": "x"},

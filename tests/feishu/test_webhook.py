@@ -176,6 +176,39 @@ async def test_help_card_tap_toast_and_update(feishu):
         sim.messages[message_id].content, ensure_ascii=False)
     assert _card_buttons(sim.messages[message_id].content) == []
     assert len(feishu.sends("ou_h")) == 1  # the update is not a new message
+    # the delayed update waited for the tap's answer (Feishu reverts one sent before it)
+    assert feishu.recorder.of("feishu", "update_before_answer") == []
+
+
+async def test_card_update_waits_for_the_taps_answer(feishu):
+    """The adapter holds a delayed-token update until its tap's answer is written (this
+    process saw the tap) or until 0.5 s after the tap (a worker process delivers it)."""
+    import asyncio
+
+    from bot.event import OutMessage, Target
+    from cards import Card
+
+    sim, adapter = feishu.sim, feishu.adapter
+    await sim.send_text(feishu.url, "ou_w", "help")
+    [call] = await wait_for(lambda: feishu.sends("ou_w"))
+    mid = call.result["message_id"]
+    target = Target(platform="feishu", app_id=adapter.app_id, kind="user", id="ou_w")
+    done = Card(title="T", status="已读").model_dump()
+    sim.issue_card_token("c-wait-1", mid)
+    adapter.answers.expect("c-wait-1")  # a tap whose answer is still being written
+    task = asyncio.create_task(adapter.deliver(target, OutMessage(
+        kind="update_card", card=done, card_ref={"token": "c-wait-1", "open_message_id": mid}),
+        "k-wait-1"))
+    await asyncio.sleep(0.3)
+    assert not task.done() and feishu.recorder.of("feishu", "update_card") == []
+    adapter.answers.answered("c-wait-1")
+    assert (await asyncio.wait_for(task, 2)) == {"updated": "token"}
+    # a token this process never saw: not before tap_at + 0.5 s
+    sim.issue_card_token("c-wait-2", mid)
+    started = time.monotonic()
+    await adapter.deliver(target, OutMessage(kind="update_card", card=done, card_ref={
+        "token": "c-wait-2", "open_message_id": mid, "tap_at": time.time()}), "k-wait-2")
+    assert time.monotonic() - started >= 0.45
 
 
 async def test_forged_tap_gets_error_toast_and_no_update(feishu):

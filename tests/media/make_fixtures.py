@@ -53,6 +53,7 @@ PALETTES = [((170, 20, 25), (250, 215, 90)), ((20, 60, 140), (245, 245, 245)),
 CLIPS = {
     "visit_zh": ("zh", "今天拜访了华东精密零部件有限公司，客户对报价有疑问，下周二再跟进。"),
     "order_zh": ("zh", "客户是王经理，想订三百套轴承，希望月底前交货，价格还要再谈。"),
+    "jinling_zh": ("zh", "刚从南京金陵化工集团出来，他们想要一份新报价，下周四之前发给他们。"),
     "visit_en": ("en", "Visited Acme Precision Parts today. The buyer has questions "
                        "about our quote. Follow up next Tuesday."),
 }

@@ -80,7 +80,11 @@ def test_one_wrong_character(matcher, text, name):
 
 
 def test_two_wrong_characters_do_not_match(matcher):
-    assert matcher.find("华冬精蜜") == []
+    assert matcher.find("华冬精土") == []
+    # … unless both sound the same (issue 16): then only as a phonetic hit to confirm
+    assert CustomerMatcher.from_rows(ROWS, phonetic=False).find("华冬精蜜") == []
+    c = matcher.find("华冬精蜜")[0]
+    assert c.name == "华东精密零部件有限公司" and c.kind == "alias~sound" and c.confirm
 
 
 def test_full_name_beats_alias_and_fuzzy(matcher):

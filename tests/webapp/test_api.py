@@ -247,7 +247,8 @@ async def test_openapi_document(api):
         doc = await r.json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/v1/deals/{external_id}", "/api/v1/invoices/{number}",
-                                 "/api/v1/payments", "/api/v1/visits"}
+                                 "/api/v1/payments", "/api/v1/visits",
+                                 "/api/v1/targets", "/api/v1/attainment"}  # issue 17
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "additionalProperties" in doc["components"]["schemas"]["DealIn"]
     async with api.http.get("/api/v1/docs") as r:

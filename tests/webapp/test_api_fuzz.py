@@ -81,7 +81,9 @@ async def test_fuzz_api_finds_no_server_error(web):
     assert {(o.method.upper(), o.path) for o in ops} == {
         ("PUT", "/api/v1/deals/{external_id}"), ("GET", "/api/v1/deals/{external_id}"),
         ("PUT", "/api/v1/invoices/{number}"), ("GET", "/api/v1/invoices/{number}"),
-        ("POST", "/api/v1/payments"), ("GET", "/api/v1/visits")}
+        ("POST", "/api/v1/payments"), ("GET", "/api/v1/visits"),
+        ("GET", "/api/v1/targets"), ("PUT", "/api/v1/targets"),
+        ("GET", "/api/v1/attainment")}  # issue 17
     seen: dict[str, int] = {}
     for op in ops:
         for mode in EXAMPLES:

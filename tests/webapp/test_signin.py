@@ -121,3 +121,32 @@ async def test_expired_session_goes_to_login(web):
     async with stale.http.get("/app/approvals", allow_redirects=False) as r:
         assert r.status == 302
         assert r.headers["Location"].startswith("/app/login?next=/app/approvals")
+
+
+async def test_no_public_url_means_no_signin_and_says_so(tmp_path, caplog):
+    """Outside the demo, without FIELDBOT_WEB_PUBLIC_URL, start-up says sign-in is off and the
+    sign-in entry answers 503 with the reason — never a redirect_uri built from Host."""
+    import logging
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import create_app
+    from config import load_settings
+
+    caplog.set_level(logging.WARNING)
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", data_dir=tmp_path,
+                             secret_key="k", feishu_app_id="cli_x", feishu_app_secret="s",
+                             feishu_verification_token="v", feishu_encrypt_key="e")
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        assert "FIELDBOT_WEB_PUBLIC_URL" in caplog.text and "sign-in is off" in caplog.text
+        async with aiohttp.ClientSession() as s, s.get(
+                server.make_url("/app/auth/feishu"), allow_redirects=False,
+                headers={"Host": "evil.example"}) as r:
+            body = await r.text()
+            assert r.status == 503 and "FIELDBOT_WEB_PUBLIC_URL" in body
+            assert "evil.example" not in body and "Location" not in r.headers
+    finally:
+        await server.close()

@@ -40,6 +40,14 @@ class Env:
     def url(self) -> str:
         return str(self.bot.make_url("/webhooks/wecom"))
 
+    def execute(self, query: str, **params) -> None:
+        eng = sync_engine(self.db_url)
+        try:
+            with eng.begin() as conn:
+                conn.execute(text(query), params)
+        finally:
+            eng.dispose()
+
     def sql(self, query: str, **params):
         eng = sync_engine(self.db_url)
         try:

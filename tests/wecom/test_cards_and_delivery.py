@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
+
 import pytest
 
 from bot.app import ADAPTERS
@@ -117,3 +120,69 @@ async def test_media_download_with_cap(env: Env):
         await adapter.download_media(MediaRef(kind="voice", key="MID1"), 1000)
     with pytest.raises(MediaError):
         await adapter.download_media(MediaRef(kind="voice", key="nope"), 1000)
+
+
+async def test_system_busy_comes_with_http_200(env: Env):
+    env.sim.faults.server_error = 1
+    await env.sim.send_text(env.url, "sunqi", "busy?")
+    await env.wait_sent(1, user="sunqi", timeout=15)
+    busy = [c for c in env.recorder.of("wecom", "send") if c.result.get("errcode") == -1]
+    assert len(busy) == 1  # answered 200 with errcode -1, retried as transient
+
+
+async def test_untrusted_ip_is_a_configuration_error_not_40_minutes_of_retries(env: Env):
+    """60020: the server's IP is not in 企业可信IP. The message is kept (not dead, attempts not
+    used up), /healthz names the IP to add; once it is added the message goes out."""
+    import aiohttp
+
+    from bot.app import OUTBOX
+
+    env.sim.untrusted_ip = True
+    await env.sim.send_text(env.url, "zhouba", "可信IP？")
+    outbox = env.app[OUTBOX]
+    deadline = asyncio.get_running_loop().time() + 10
+    while "wecom" not in outbox.problems:
+        assert asyncio.get_running_loop().time() < deadline, "no configuration error"
+        await asyncio.sleep(0.05)
+    async with aiohttp.ClientSession() as s, s.get(env.bot.make_url("/healthz")) as r:
+        problem = (await r.json())["config_errors"]["wecom"]
+    assert problem["code"] == "60020" and "127.0.0.1" in problem["hint"]
+    assert "企业可信IP" in problem["hint"]
+    row = env.sql("SELECT status, attempts FROM outbox")[0]
+    assert row == ("pending", 0)
+    assert len(env.recorder.of("wecom", "send")) == 1  # not hammered meanwhile
+    env.sim.untrusted_ip = False
+    env.execute("UPDATE outbox SET next_at = :t", t=datetime(2000, 1, 1))
+    outbox.wake()
+    await env.wait_sent(1, user="zhouba", timeout=15)
+    await env.wait_idle(timeout=15)
+    assert "wecom" not in outbox.problems
+
+
+async def test_daily_quota_waits_for_midnight(env: Env):
+    from bot.app import OUTBOX
+
+    env.sim.daily_quota_left = 0
+    await env.sim.send_text(env.url, "wujiu", "配额？")
+    outbox = env.app[OUTBOX]
+    deadline = asyncio.get_running_loop().time() + 10
+    while "wecom" not in outbox.problems:
+        assert asyncio.get_running_loop().time() < deadline, "no configuration error"
+        await asyncio.sleep(0.05)
+    assert "midnight" in outbox.problems["wecom"]["hint"]
+    # the row is pushed back (its UPDATE follows the problem's record by a moment), not dead
+    while True:
+        next_at, created, status = env.sql("SELECT next_at, created_at, status FROM outbox")[0]
+        if _dt(next_at) > _dt(created):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "not pushed back"
+        await asyncio.sleep(0.05)
+    assert status == "pending"
+
+
+def _dt(value):
+    """Naive UTC, whichever way the database hands it back."""
+    from datetime import UTC
+
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt

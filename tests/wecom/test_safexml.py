@@ -57,6 +57,8 @@ def test_same_result_as_defusedxml(doc):
     b"",
     b"\xff\xfe garbage",
     b"<xml><A>1</A></xml><xml/>",
+    b'<?xml version="1.0" encoding="no-such"?><xml/>',  # expat's LookupError: was a 500
+    b'<?xml version="1.0" encoding="gbk"?><xml/>',  # multi-byte: expat cannot
 ])
 def test_refused(doc):
     with pytest.raises(XMLRefused):

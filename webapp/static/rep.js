@@ -76,14 +76,21 @@
     p.textContent = label;
     el.appendChild(p);
     busy(1);
-    window.fieldbot.fetchJSON(url, { method: "POST", body: data }).then(function (res) {
+    function answered(res) {
+      if (res.status === 202 && res.body.poll) {  // queued behind other uploads: ask again
+        p.textContent = res.body.message || "排队识别中… / Queued…";
+        return new Promise(function (ok) { setTimeout(ok, 1500); }).then(function () {
+          return window.fieldbot.fetchJSON(res.body.poll, { method: "GET" });
+        }).then(answered);
+      }
       busy(-1);
       if (res.status >= 400 || res.body.error) {
         status(el, "bad", res.body.error || ("失败 / failed (" + res.status + ")"));
         return;
       }
       done(res.body);
-    }).catch(function () {
+    }
+    window.fieldbot.fetchJSON(url, { method: "POST", body: data }).then(answered).catch(function () {
       busy(-1);
       status(el, "bad", "上传失败，请重试 / Upload failed: please retry.");
     });
