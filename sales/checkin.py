@@ -48,6 +48,19 @@ def valid(lat: float, lng: float) -> bool:
             and -180 <= lng <= 180)
 
 
+# how people write the two systems in master data and spreadsheets
+_SYSTEM_NAMES = {
+    "wgs84": WGS84, "wgs-84": WGS84, "wgs 84": WGS84, "gps": WGS84, "epsg:4326": WGS84,
+    "gcj02": GCJ02, "gcj-02": GCJ02, "gcj 02": GCJ02, "mars": GCJ02, "火星": GCJ02,
+    "火星坐标": GCJ02, "高德": GCJ02, "腾讯": GCJ02, "amap": GCJ02, "国测局": GCJ02,
+}
+
+
+def parse_system(text: str) -> str | None:
+    """``"WGS-84"``, ``"gps"`` → wgs84; ``"GCJ-02"``, ``"高德"`` → gcj02; else None."""
+    return _SYSTEM_NAMES.get((text or "").strip().lower())
+
+
 def out_of_china(lat: float, lng: float) -> bool:
     """GCJ-02 applies inside mainland China only (the published bounding box)."""
     return not (72.004 <= lng <= 137.8347 and 0.8293 <= lat <= 55.8271)

@@ -149,6 +149,53 @@ async def _names(db, model, ids) -> dict[int, Any]:
     return {r.id: r for r in (await db.exec(select(model).where(model.id.in_(ids)))).all()}
 
 
+# -- customers ---------------------------------------------------------------------------------
+async def _customer_out(db, cust: Customer) -> m.CustomerOut:
+    owner = await db.get(User, cust.owner_id) if cust.owner_id else None
+    return m.CustomerOut(external_id=cust.external_id or "", name=cust.name,
+                         short_name=cust.short_name, region=cust.region,
+                         owner=owner.name if owner else None, lat=cust.lat, lng=cust.lng,
+                         coord_system=cust.coord_system or None, created_at=cust.created_at)
+
+
+@endpoint
+async def put_customer(request: web.Request) -> web.StreamResponse:
+    key = _key(request, "external_id")
+    body: m.CustomerIn = await _body(request, m.CustomerIn)
+    async with request.app[API_CTX].session() as db:
+        owner_id = (await _user(db, body.owner)).id if body.owner else None
+        cust = (await db.exec(select(Customer).where(Customer.external_id == key))).first()
+        named = (await db.exec(select(Customer).where(Customer.name == body.name))).first()
+        if cust is None and named is not None and named.external_id is None:
+            cust = named  # a customer filed in chat before the ERP knew it: it takes the key
+            cust.external_id = key
+        elif named is not None and (cust is None or named.id != cust.id):
+            raise _field("name", "another customer has this name")
+        new: dict[str, Any] = {"name": body.name, "short_name": body.short_name,
+                               "region": body.region}
+        if owner_id:
+            new["owner_id"] = owner_id
+        if body.lat is not None:
+            new.update(lat=body.lat, lng=body.lng, coord_system=body.coord_system)
+        if cust is None:
+            cust = Customer(external_id=key, created_at=datetime.now(UTC), **new)
+            changes: dict[str, Any] = {"created": True}
+            status = 201
+        else:
+            changes = {k: [str(getattr(cust, k)), str(v)] for k, v in new.items()
+                       if getattr(cust, k) != v}
+            for k, v in new.items():
+                setattr(cust, k, v)
+            status = 200
+        return await _saved(db, cust, status, _customer_out, "api.customer.upsert", "customer",
+                            {"external_id": key, "changes": changes})
+
+
+@endpoint
+async def get_customer(request: web.Request) -> web.StreamResponse:
+    return await _read(request, Customer, "external_id", _customer_out, "no such customer")
+
+
 # -- deals -------------------------------------------------------------------------------------
 async def _deal_out(db, deal: Deal) -> m.DealOut:
     cust = await db.get(Customer, deal.customer_id)
@@ -410,6 +457,8 @@ def mount(app: web.Application, ctx: WebCtx) -> None:
     app[API_CTX] = ctx
     app[OPENAPI] = json.loads(json.dumps(document()))
     r = app.router
+    r.add_put(f"{BASE}/customers/{{external_id}}", put_customer)
+    r.add_get(f"{BASE}/customers/{{external_id}}", get_customer, allow_head=False)
     r.add_put(f"{BASE}/deals/{{external_id}}", put_deal)
     r.add_get(f"{BASE}/deals/{{external_id}}", get_deal, allow_head=False)
     r.add_put(f"{BASE}/invoices/{{number}}", put_invoice)

@@ -78,6 +78,42 @@ class DealOut(BaseModel):
     created_at: datetime
 
 
+class CustomerIn(Strict):
+    """PUT /api/v1/customers/{external_id}: create or update the customer with that ERP key.
+    A position is lat + lng + coord_system together (GCJ-02 is what Amap and Tencent maps
+    give; WGS-84 what GPS gives): the system decides how the check-in distance is taken."""
+
+    name: Name
+    short_name: Annotated[str, Field(max_length=200)] = ""
+    region: Annotated[str, Field(max_length=200)] = ""
+    owner: Name | None = Field(default=None, description="the owner's user name; default: "
+                               "none (on create) or unchanged (on update)")
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    coord_system: Literal["wgs84", "gcj02"] | None = Field(
+        default=None, description="required with lat/lng: wgs84 (GPS) or gcj02 (Amap, "
+        "Tencent maps)")
+
+    @model_validator(mode="after")
+    def _position_whole(self) -> CustomerIn:
+        given = [v is not None for v in (self.lat, self.lng, self.coord_system)]
+        if any(given) and not all(given):
+            raise ValueError("a position needs lat, lng and coord_system together")
+        return self
+
+
+class CustomerOut(BaseModel):
+    external_id: str
+    name: str
+    short_name: str
+    region: str
+    owner: str | None
+    lat: float | None
+    lng: float | None
+    coord_system: str | None
+    created_at: datetime
+
+
 class InvoiceIn(Strict):
     """PUT /api/v1/invoices/{number}: create or replace the invoice with that number."""
 
@@ -157,7 +193,8 @@ class Error(BaseModel):
     details: list[ErrorDetail] = []
 
 
-MODELS: tuple[type[BaseModel], ...] = (DealIn, DealOut, InvoiceIn, InvoiceOut, PaymentIn,
+MODELS: tuple[type[BaseModel], ...] = (CustomerIn, CustomerOut, DealIn, DealOut, InvoiceIn,
+                                        InvoiceOut, PaymentIn,
                                         PaymentOut, VisitOut, VisitPage, Error, ErrorDetail)
 
 KEY_ADAPTER: TypeAdapter[str] = TypeAdapter(Key)

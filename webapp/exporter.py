@@ -32,13 +32,19 @@ def _iso(v: Any) -> str:
     return v.isoformat() if v is not None else ""
 
 
+def _position(r: Any) -> list[Any]:
+    if r.lat is None or r.lng is None:
+        return ["", "", ""]
+    return [r.lat, r.lng, r.coord_system or "wgs84"]
+
+
 async def export_rows(conn, kind: str, scope: set[int] | None
                       ) -> tuple[tuple[str, ...], list[list[Any]]]:
     """(header, rows) for ``kind``; ``scope``: the owner/user ids visible (None = all)."""
     users = dict((await conn.execute(select(User.id, User.name))).all())
     c = Customer.__table__.c
     cq = select(c.id, c.name, c.short_name, c.region, c.owner_id, c.tags, c.strategic_rating,
-                c.external_id).order_by(c.id)
+                c.external_id, c.lat, c.lng, c.coord_system).order_by(c.id)
     if scope is not None:
         cq = cq.where(c.owner_id.in_(list(scope)))
     customers = (await conn.execute(cq)).all()
@@ -51,7 +57,10 @@ async def export_rows(conn, kind: str, scope: set[int] | None
         return KINDS[kind].columns, [
             [r.name, r.short_name, r.region, users.get(r.owner_id, ""),
              ";".join(aliases.get(r.id, ())), ";".join(r.tags or ()), r.strategic_rating,
-             r.external_id or ""] for r in customers]
+             r.external_id or "", *_position(r)] for r in customers]
+    if kind == "positions":
+        return KINDS[kind].columns, [[r.name, *_position(r)] for r in customers
+                                     if r.lat is not None]
     if kind == "contacts":
         k = Contact.__table__.c
         rows = (await conn.execute(select(k.customer_id, k.name, k.title, k.phone)

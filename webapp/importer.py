@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sales.checkin import parse_system
 from sales.stage_history import record_inserted
 from storage.models import (
     AuditLog,
@@ -49,7 +50,11 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("customers", "客户 Customers",
          ("name", "short_name", "region", "owner", "aliases", "tags", "strategic_rating",
-          "external_id"), ("name",)),
+          "external_id", "lat", "lng", "coord_system"), ("name",)),
+    # where existing customers are (issue 16): updates their position, inserts nothing
+    Kind("positions", "客户坐标 Customer positions",
+         ("customer", "lat", "lng", "coord_system"),
+         ("customer", "lat", "lng", "coord_system")),
     Kind("contacts", "联系人 Contacts", ("customer", "name", "title", "phone"),
          ("customer", "name")),
     Kind("deals", "商机 Deals",
@@ -238,7 +243,7 @@ def validate_batches(kind_name: str, header: list[str], rows: Iterator[list[Any]
     kind = KINDS[kind_name]
     out: list[dict[str, Any]] = []
     check = {"customers": _customer_row, "contacts": _contact_row, "deals": _deal_row,
-             "invoices": _invoice_row}[kind_name]
+             "invoices": _invoice_row, "positions": _position_row}[kind_name]
     keys: dict[Any, int] = {}
     for row in _rows(report, kind, header, rows):
         rec = check(row, lk, keys, now)
@@ -273,8 +278,48 @@ def _customer_row(row: _Row, lk: Lookups, keys: dict, now: datetime) -> dict | N
             "region": row.get("region", default=""), "owner_id": _user(row, lk),
             "tags": row.get("tags", cells.split_list, default=[]),
             "strategic_rating": int(rating), "external_id": ext, "last_activity_at": None,
-            "created_at": now,
+            "created_at": now, **_position(row),
             "_aliases": row.get("aliases", cells.split_list, default=[])}
+
+
+def _latitude(v: Any) -> float:
+    return cells.number(v, low=-90, high=90)
+
+
+def _longitude(v: Any) -> float:
+    return cells.number(v, low=-180, high=180)
+
+
+def _system(v: Any) -> str:
+    system = parse_system(cells.text(v, 20))
+    if system is None:
+        raise CellError("坐标系应为 wgs84（GPS）或 gcj02（高德/腾讯）/ coordinate system must be "
+                        "wgs84 (GPS) or gcj02 (Amap/Tencent)")
+    return system
+
+
+def _position(row: _Row, required: bool = False) -> dict[str, Any]:
+    """lat + lng + coord_system, all three or none (a position without its system could be
+    several hundred metres off: GCJ-02's offset)."""
+    lat = row.get("lat", _latitude, required=required)
+    lng = row.get("lng", _longitude, required=required)
+    system = row.get("coord_system", _system, required=required)
+    given = [c for c, v in (("lat", lat), ("lng", lng), ("coord_system", system)) if v is not None]
+    if given and len(given) < 3:
+        missing = [c for c in ("lat", "lng", "coord_system") if c not in given]
+        for c in missing:
+            if not row.bad:
+                row.fail(c, "坐标需要 lat、lng 和 coord_system 三项 / a position needs lat, lng "
+                            "and coord_system")
+        return {"lat": None, "lng": None, "coord_system": ""}
+    return {"lat": lat, "lng": lng, "coord_system": system or ""}
+
+
+def _position_row(row: _Row, lk: Lookups, keys: dict, now: datetime) -> dict | None:
+    cid = _customer(row, lk)
+    if cid:
+        _dupe(row, keys, cid, "customer", False)
+    return {"_id": cid, **_position(row, required=True)}
 
 
 def _contact_row(row: _Row, lk: Lookups, keys: dict, now: datetime) -> dict | None:
@@ -375,6 +420,12 @@ async def _insert(conn, kind: str, records: list[dict[str, Any]]) -> dict[str, i
         await _bulk(conn, d, records)
         await record_inserted(conn, after_id=before, who="import", source="import",
                               at=datetime.now(UTC))
+        return {kind: len(records)}
+    if kind == "positions":
+        c = Customer.__table__
+        await conn.execute(update(c).where(c.c.id == bindparam("_id")).values(
+            lat=bindparam("lat"), lng=bindparam("lng"), coord_system=bindparam("coord_system")),
+            records)
         return {kind: len(records)}
     if kind != "customers":
         table = {"contacts": Contact, "invoices": Invoice}[kind].__table__

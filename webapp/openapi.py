@@ -77,12 +77,15 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "FieldBot REST API", "version": "1.0.0",
-                 "description": "For an ERP or finance system: upsert deals and invoices, "
+                 "description": "For an ERP or finance system: upsert customers (with their "
+                                "position), deals and invoices, "
                                 "record payments, read visits. Every request needs "
                                 "`Authorization: Bearer <token>` (FIELDBOT_API_TOKENS)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": {
+            f"{BASE}/customers/{{external_id}}": _upsert("customer", "external_id", "Customer",
+                                                          "the ERP's key for the customer"),
             f"{BASE}/deals/{{external_id}}": _upsert("deal", "external_id", "Deal",
                                                       "the ERP's key for the deal"),
             f"{BASE}/invoices/{{number}}": _upsert("invoice", "number", "Invoice",

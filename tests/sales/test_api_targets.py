@@ -4,6 +4,10 @@ and gap; bad input is a 4xx; a deal upserted by the API records each transition 
 
 from __future__ import annotations
 
+from datetime import date
+
+import pytest
+
 from tests.webapp.test_api import api, call  # noqa: F401 - the fixture
 
 BODY = {"kind": "quarter", "start": "2027-02-15", "metric": "won",
@@ -83,3 +87,39 @@ async def test_attainment_endpoint(api):  # noqa: F811
     assert out["label"] == "达成 0 %，本月已过 52 % / 0 % at 52 % of the month"
     for q in ("?team=999999", "?team=x", "?kind=week", "?today=2027-13-01"):
         assert (await call(api, "GET", "/api/v1/attainment" + q))[0] == 422, q
+
+
+@pytest.mark.dates  # the server's "this month" is the frozen clock's (tests/conftest.py)
+async def test_forecast_endpoint_sums_the_reps_calls_and_weights_by_stage(api):  # noqa: F811
+    """Two of 张三's open deals close this month, one committed, one best case: the API's
+    commit and best case add their amounts to what is won, and its weighted figure is the
+    won amount plus each amount × the probability the same answer gives for its stage."""
+    status, first = await call(api, "GET", "/api/v1/forecast")
+    assert status == 200, first
+    today = first["today"]
+    assert first["start"] <= today <= first["end"]
+    await api.sql("UPDATE deals SET expected_close = NULL")
+    deals = await api.sql(
+        "SELECT d.id, d.stage, d.amount FROM deals d JOIN users u ON u.id = d.owner_id "
+        "WHERE u.name = '张三' AND d.stage NOT IN ('won', 'lost') AND d.amount > 0 "
+        "ORDER BY d.id LIMIT 2")
+    assert len(deals) == 2, deals
+    for (did, _, _), category in zip(deals, ("commit", "best_case"), strict=True):
+        await api.sql("UPDATE deals SET expected_close = :d, forecast_category = :c "
+                      "WHERE id = :i", d=date.fromisoformat(today), c=category, i=did)
+    status, out = await call(api, "GET", "/api/v1/forecast?period=month")
+    assert status == 200, out
+    zhang = next(p for p in out["people"] if p["name"] == "张三")
+    (team,), = await api.sql("SELECT team_id FROM users WHERE name = '张三'")
+    probs = next(p for p in out["probabilities"] if p["team_id"] == team)
+    assert probs["basis"] in ("defaults", "blended", "learned") or probs["label"]
+    (a_id, a_stage, a_amount), (b_id, b_stage, b_amount) = deals
+    assert zhang["commit"] - zhang["won"] == pytest.approx(a_amount)
+    assert zhang["best_case"] - zhang["commit"] == pytest.approx(b_amount)
+    assert zhang["weighted"] - zhang["won"] == pytest.approx(
+        a_amount * probs["by_stage"][a_stage] + b_amount * probs["by_stage"][b_stage])
+    assert out["total"]["commit"] >= zhang["commit"]
+    status, _ = await call(api, "GET", "/api/v1/forecast?period=decade")
+    assert status == 422
+    status, _ = await call(api, "GET", "/api/v1/forecast", headers={})
+    assert status == 401

@@ -112,6 +112,46 @@ async def test_deal_upsert_create_then_update(api):
     assert status == 404
 
 
+@BOTH
+async def test_customer_upsert_with_position(api):
+    """An ERP sends its customers with their positions (and the system they are in); a
+    customer first filed in chat takes the ERP's key by its exact name; a half position, an
+    unknown system or another customer's name is a 422 that writes nothing."""
+    body = {"name": "ERP 新客户", "region": "华东区", "owner": "张三", "lat": 31.2304,
+            "lng": 121.4737, "coord_system": "gcj02"}
+    status, c = await call(api, "PUT", "/api/v1/customers/ERP-C-1", body)
+    assert status == 201, c
+    assert (c["name"], c["owner"], c["lat"], c["lng"], c["coord_system"]) == (
+        "ERP 新客户", "张三", 31.2304, 121.4737, "gcj02")
+    status, g = await call(api, "GET", "/api/v1/customers/ERP-C-1")
+    assert status == 200 and g == c
+    status, u = await call(api, "PUT", "/api/v1/customers/ERP-C-1",
+                           {"name": "ERP 新客户", "lat": 31.0, "lng": 121.0,
+                            "coord_system": "wgs84"})
+    assert status == 200 and (u["lat"], u["coord_system"], u["owner"]) == (31.0, "wgs84", "张三")
+    status, a = await call(api, "PUT", "/api/v1/customers/ERP-C-2",
+                           {"name": "南京金陵化工集团"})  # the seed's customer, no key yet
+    assert status == 200 and a["owner"] == "李四" and a["lat"] is None
+    assert await api.sql("SELECT external_id FROM customers WHERE name = '南京金陵化工集团'"
+                         ) == [("ERP-C-2",)]
+    before = await api.sql("SELECT id, name, lat, lng, coord_system, external_id FROM customers "
+                           "ORDER BY id")
+    for bad, field in (({"name": "半个坐标", "lat": 31.0, "lng": 121.0}, ""),
+                       ({"name": "百度坐标", "lat": 31.0, "lng": 121.0, "coord_system": "bd09"},
+                        "coord_system"),
+                       ({"name": "纬度", "lat": 91, "lng": 121.0, "coord_system": "wgs84"}, "lat"),
+                       ({"name": "南京金陵化工集团"}, "name")):
+        status, e = await call(api, "PUT", "/api/v1/customers/ERP-C-3", bad)
+        assert status == 422, (bad, e)
+        assert [d["field"] for d in e["details"]][:1] == [field], e
+    assert await api.sql("SELECT id, name, lat, lng, coord_system, external_id FROM customers "
+                         "ORDER BY id") == before
+    audit = await api.sql("SELECT count(*) FROM audit_log WHERE action = 'api.customer.upsert'")
+    assert audit == [(3,)]
+    status, _ = await call(api, "GET", "/api/v1/customers/NOPE")
+    assert status == 404
+
+
 async def test_deal_customer_by_external_id(api):
     await api.sql("UPDATE customers SET external_id = 'C-9' WHERE name = '南京金陵化工集团'")
     status, d = await call(api, "PUT", "/api/v1/deals/X1", {**DEAL, "customer": "C-9"})
@@ -246,9 +286,11 @@ async def test_openapi_document(api):
     async with api.http.get("/api/v1/openapi.json") as r:
         doc = await r.json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/api/v1/deals/{external_id}", "/api/v1/invoices/{number}",
+    assert set(doc["paths"]) == {"/api/v1/customers/{external_id}",
+                                 "/api/v1/deals/{external_id}", "/api/v1/invoices/{number}",
                                  "/api/v1/payments", "/api/v1/visits",
-                                 "/api/v1/targets", "/api/v1/attainment"}  # issue 17
+                                 "/api/v1/targets", "/api/v1/attainment",  # issue 17
+                                 "/api/v1/forecast"}
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "additionalProperties" in doc["components"]["schemas"]["DealIn"]
     async with api.http.get("/api/v1/docs") as r:

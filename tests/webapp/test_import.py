@@ -146,6 +146,45 @@ async def test_every_bad_cell_is_reported_and_nothing_imported(web):
     assert counts(web) == before
 
 
+async def test_customer_positions_import_with_their_coordinate_system(web):
+    """Coordinates come with a new customer or, for existing ones, as a positions file; the
+    system is named (WGS-84 / GCJ-02 in the ways people write them), never guessed; a bad
+    row writes nothing."""
+    c = await admin(web)
+    status, page = await upload(c, "customers", csv_bytes([
+        ["name", "region", "lat", "lng", "coord_system"],
+        ["坐标新客户甲", "华东区", "31.2304", "121.4737", "高德"],
+        ["坐标新客户乙", "华东区", "", "", ""]]))
+    assert status == 200 and "导入成功" in page, page[-2000:]
+    assert web.sql("SELECT name, lat, lng, coord_system FROM customers WHERE name LIKE "
+                   "'坐标新客户%' ORDER BY name") == [
+        ("坐标新客户乙", None, None, ""), ("坐标新客户甲", 31.2304, 121.4737, "gcj02")]
+    before = web.sql("SELECT id, lat, lng, coord_system FROM customers ORDER BY id")
+    status, page = await upload(c, "positions", csv_bytes([
+        ["customer", "lat", "lng", "coord_system"],
+        ["坐标新客户乙", "95", "121.4", "wgs84"],  # latitude out of range
+        ["坐标新客户甲", "31.2", "", "gps"],  # no longitude
+        ["坐标新客户甲", "31.2", "121.4", "bd09"],  # a system we do not convert (duplicate too)
+        ["查无此客户", "31.2", "121.4", "wgs84"]]))
+    found = problems(page)
+    assert ("2", "lat") == found[0][:2] and "-90" in found[0][2]
+    assert ("3", "lng") == found[1][:2]
+    assert {("4", "customer"), ("4", "coord_system"), ("5", "customer")} <= {
+        r[:2] for r in found}
+    assert web.sql("SELECT id, lat, lng, coord_system FROM customers ORDER BY id") == before
+    status, page = await upload(c, "positions", csv_bytes([
+        ["customer", "lat", "lng", "coord_system"],
+        ["坐标新客户乙", "30.25", "120.1551", "WGS-84"],
+        ["坐标新客户甲", "31.23", "121.47", "gps"]]))
+    assert status == 200 and "positions 2" in page, page[-2000:]
+    assert web.sql("SELECT name, lat, lng, coord_system FROM customers WHERE name LIKE "
+                   "'坐标新客户%' ORDER BY name") == [
+        ("坐标新客户乙", 30.25, 120.1551, "wgs84"), ("坐标新客户甲", 31.23, 121.47, "wgs84")]
+    audit = web.sql("SELECT detail FROM audit_log WHERE action = 'data.import' "
+                    "AND entity = 'positions'")
+    assert len(audit) == 1 and '"positions": 2' in audit[0][0]
+
+
 async def test_invoice_numbers_unique_in_file_and_db(web):
     c = await admin(web)
     before = counts(web)
@@ -281,6 +320,8 @@ TRICKY = {  # what people type: a formula-like name, an aliases list starting wi
                  [TRICKY_NAMES[0], "@钱工", "-", "+86 138 0000 0001"]],
     "deals": [["customer", "title", "stage", "amount"],
               [TRICKY_NAMES[1], "=SUM(1,2)", "lead", "0"]],
+    "positions": [["customer", "lat", "lng", "coord_system"],
+                  [TRICKY_NAMES[2], "31.2304", "121.4737", "GCJ-02"]],
 }
 
 
@@ -320,7 +361,9 @@ async def test_export_round_trips_into_an_empty_database(web, db_url):
         assert r.status == 200 and (await r.read()).startswith(b"PK")
     async with adm.http.get("/app/data/export?kind=visits&format=csv") as r:
         assert r.status == 200
-    assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'data.export'") == [(7,)]
+    assert sheets["positions"][1:] == [["'" + TRICKY_NAMES[2], "31.2304", "121.4737", "gcj02"]]
+    assert customers["'" + TRICKY_NAMES[2]][8:] == ["31.2304", "121.4737", "gcj02"]
+    assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'data.export'") == [(8,)]
     await asyncio.to_thread(upgrade, db_url)
     eng = sync_engine(db_url)
     with Session(eng) as s:
