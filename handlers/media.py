@@ -159,7 +159,6 @@ def _fmt_local(at: datetime) -> str:
 
 
 REGISTRY_DOWN = "工商信息暂不可用 / registry unavailable"
-REGISTRY_TAG = "信用代码:"  # a customer created from a sign carries its credit code as a tag
 
 
 async def registry_lookup(svc: Any, name: str) -> tuple[Any, bool]:
@@ -303,16 +302,16 @@ async def new_customer_tap(ctx: Ctx) -> None:
             return
     reg = args.get("r") if isinstance(args.get("r"), dict) else {}
     code = str(reg.get("c") or "")
-    if customer is None:
+    if customer is None:  # pre-filled from the registry's answer the rep saw
         customer = Customer(name=name, owner_id=ctx.user.id if ctx.user else None,
-                            created_at=ctx.clock(),
-                            tags=[f"{REGISTRY_TAG}{code}"] if code else [])
+                            created_at=ctx.clock(), credit_code=code[:18],
+                            address=str(reg.get("a") or "")[:200])
         ctx.session.add(customer)
         await ctx.session.flush()
         ctx.audit("customer.create", "customer", customer.id, source="photo", name=name,
                   **({"credit_code": code} if code else {}))
     evidence = {**(args.get("e") or {}), "draft": draft}
-    if reg:  # the registry's answer as the rep saw it (customers have no address column)
+    if reg:  # the registry's answer as the rep saw it, also on the visit
         evidence["registry"] = {"credit_code": code, "address": str(reg.get("a") or ""),
                                 "status": str(reg.get("s") or "")}
     await save_visit(ctx, customer, "photo", f"门头照片签到：{name}", evidence)

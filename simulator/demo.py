@@ -78,9 +78,12 @@ async def start_demo(host: str = "127.0.0.1", port: int = 0, data_dir: str | Pat
         await asyncio.to_thread(seed, url, sim.app_ids())
         platforms = [p for p in sim.platforms if _integration_ready(p)]
         settings_extra.setdefault("web_demo_login", True)  # the mini-app's "sign in as…"
+        # the demo asks the simulator's fake 天眼查 API for 工商信息 after OCR (a test may
+        # pass its own registry_* settings)
+        overrides = {**sim.registry_overrides(), **sim.settings_overrides(platforms=platforms),
+                     **settings_extra}
         settings = load_settings(database_url=url, data_dir=data, host=host, port=port,
-                                 **sim.settings_overrides(platforms=platforms),
-                                 **settings_extra)
+                                 **overrides)
         app = await asyncio.to_thread(create_app, settings)
         sim.view.add_routes(app)  # the chat page also on the bot's port: one URL to open
         runner = web.AppRunner(app, access_log=None)

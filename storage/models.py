@@ -127,6 +127,9 @@ class Customer(SQLModel, table=True):
     lat: float | None = None
     lng: float | None = None
     coord_system: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # from master data, or the business registry when created from a sign (issue 16 §4)
+    address: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    credit_code: str = Field(default="", index=True, sa_column_kwargs={"server_default": ""})
 
 
 class CustomerAlias(SQLModel, table=True):

@@ -155,7 +155,8 @@ async def _customer_out(db, cust: Customer) -> m.CustomerOut:
     return m.CustomerOut(external_id=cust.external_id or "", name=cust.name,
                          short_name=cust.short_name, region=cust.region,
                          owner=owner.name if owner else None, lat=cust.lat, lng=cust.lng,
-                         coord_system=cust.coord_system or None, created_at=cust.created_at)
+                         coord_system=cust.coord_system or None, address=cust.address,
+                         credit_code=cust.credit_code, created_at=cust.created_at)
 
 
 @endpoint
@@ -172,7 +173,8 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
         elif named is not None and (cust is None or named.id != cust.id):
             raise _field("name", "another customer has this name")
         new: dict[str, Any] = {"name": body.name, "short_name": body.short_name,
-                               "region": body.region}
+                               "region": body.region, "address": body.address,
+                               "credit_code": body.credit_code}
         if owner_id:
             new["owner_id"] = owner_id
         if body.lat is not None:

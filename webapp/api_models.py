@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from sales import credit_code
+
 STAGES = ("lead", "qualified", "proposal", "negotiation", "won", "lost")
 MAX_AMOUNT = 1e12
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -33,6 +35,13 @@ def _clean(v: str) -> str:
     if "\x00" in v:
         raise ValueError("must not contain NUL characters")
     return v
+
+
+def _credit_code(v: str) -> str:
+    code = credit_code.clean(v)
+    if code and (why := credit_code.problem(code)):
+        raise ValueError(why)
+    return code
 
 
 def _utc(v: datetime) -> datetime:
@@ -93,6 +102,9 @@ class CustomerIn(Strict):
     coord_system: Literal["wgs84", "gcj02"] | None = Field(
         default=None, description="required with lat/lng: wgs84 (GPS) or gcj02 (Amap, "
         "Tencent maps)")
+    address: Annotated[str, Field(max_length=200)] = ""
+    credit_code: Annotated[str, Field(max_length=40), AfterValidator(_credit_code)] = Field(
+        default="", description="统一社会信用代码 (18 characters, check character verified)")
 
     @model_validator(mode="after")
     def _position_whole(self) -> CustomerIn:
@@ -111,6 +123,8 @@ class CustomerOut(BaseModel):
     lat: float | None
     lng: float | None
     coord_system: str | None
+    address: str
+    credit_code: str
     created_at: datetime
 
 

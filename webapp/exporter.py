@@ -44,7 +44,8 @@ async def export_rows(conn, kind: str, scope: set[int] | None
     users = dict((await conn.execute(select(User.id, User.name))).all())
     c = Customer.__table__.c
     cq = select(c.id, c.name, c.short_name, c.region, c.owner_id, c.tags, c.strategic_rating,
-                c.external_id, c.lat, c.lng, c.coord_system).order_by(c.id)
+                c.external_id, c.lat, c.lng, c.coord_system, c.address,
+                c.credit_code).order_by(c.id)
     if scope is not None:
         cq = cq.where(c.owner_id.in_(list(scope)))
     customers = (await conn.execute(cq)).all()
@@ -57,7 +58,8 @@ async def export_rows(conn, kind: str, scope: set[int] | None
         return KINDS[kind].columns, [
             [r.name, r.short_name, r.region, users.get(r.owner_id, ""),
              ";".join(aliases.get(r.id, ())), ";".join(r.tags or ()), r.strategic_rating,
-             r.external_id or "", *_position(r)] for r in customers]
+             r.external_id or "", *_position(r), r.address, r.credit_code]
+            for r in customers]
     if kind == "positions":
         return KINDS[kind].columns, [[r.name, *_position(r)] for r in customers
                                      if r.lat is not None]

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sales import credit_code
 from sales.checkin import parse_system
 from sales.stage_history import record_inserted
 from storage.models import (
@@ -50,7 +51,7 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("customers", "客户 Customers",
          ("name", "short_name", "region", "owner", "aliases", "tags", "strategic_rating",
-          "external_id", "lat", "lng", "coord_system"), ("name",)),
+          "external_id", "lat", "lng", "coord_system", "address", "credit_code"), ("name",)),
     # where existing customers are (issue 16): updates their position, inserts nothing
     Kind("positions", "客户坐标 Customer positions",
          ("customer", "lat", "lng", "coord_system"),
@@ -279,6 +280,8 @@ def _customer_row(row: _Row, lk: Lookups, keys: dict, now: datetime) -> dict | N
             "tags": row.get("tags", cells.split_list, default=[]),
             "strategic_rating": int(rating), "external_id": ext, "last_activity_at": None,
             "created_at": now, **_position(row),
+            "address": row.get("address", default=""),
+            "credit_code": row.get("credit_code", _credit_code, default=""),
             "_aliases": row.get("aliases", cells.split_list, default=[])}
 
 
@@ -296,6 +299,13 @@ def _system(v: Any) -> str:
         raise CellError("坐标系应为 wgs84（GPS）或 gcj02（高德/腾讯）/ coordinate system must be "
                         "wgs84 (GPS) or gcj02 (Amap/Tencent)")
     return system
+
+
+def _credit_code(v: Any) -> str:
+    code = credit_code.clean(cells.text(v, 40))
+    if why := credit_code.problem(code):
+        raise CellError(why)
+    return code
 
 
 def _position(row: _Row, required: bool = False) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def my_customers(request: web.Request) -> web.StreamResponse:
         "csrf": csrf_token(ctx.secret, sess.nonce) if sess else "",
         "customers": [{"id": c.id, "name": c.name, "short_name": c.short_name,
                        "aliases": aliases.get(c.id, []),
-                       "address": getattr(c, "address", "") or c.region or "",
+                       "address": c.address or c.region or "",
                        "last_visit": c.last_activity_at.isoformat() if c.last_activity_at
                        else None} for c in rows]})
 

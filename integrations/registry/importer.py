@@ -16,8 +16,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from integrations.registry.credit_code import clean, problem
 from integrations.registry.local import upsert
+from sales.credit_code import clean, problem
 
 HEADERS = {
     "name": ("企业名称", "name", "公司名称", "名称"),

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.matching import _strip_legal, _strip_region, normalize
 from integrations.media.registry import RegistryAnswer, RegistryEntry
-from integrations.registry.credit_code import clean
+from sales.credit_code import clean
 from storage.registry_models import RegistryEntryRow
 
 log = logging.getLogger(__name__)

@@ -183,14 +183,20 @@ async def test_sample_voice_note_and_photos_make_the_right_cards(stack, platform
     (voice,) = await wait_for(stack, platform, "lisi",
                               newest_card("南京金陵化工集团", "语音"), timeout=90)
     assert next_thursday.isoformat() in card_text(voice), card_text(voice)
-    signs = (("sign_huadong", "华东精密零部件有限公司"), ("sign_jinling", "南京金陵化工集团"))
-    for sample, name in signs:
+    # the demo's registry (the simulator's fake 天眼查 API) answers for each sign
+    signs = (("sign_huadong", "华东精密零部件有限公司", "91310115MA1K4F2D6R"),
+             ("sign_jinling", "南京金陵化工集团", "91320100MA1R7J8K4L"))
+    for sample, name, code in signs:
         await post(stack, "/demo/api/say", {"platform": platform, "user": user,
                                             "kind": "image", "sample": sample})
-        await wait_for(stack, platform, user, newest_card(f"在 {name} 签到"), timeout=90)
+        (card,) = await wait_for(stack, platform, user, newest_card(f"在 {name} 签到"),
+                                 timeout=90)
+        assert code in card_text(card) and "存续" in card_text(card), card_text(card)
     await post(stack, "/demo/api/say", {"platform": platform, "user": user, "kind": "image",
                                         "sample": "sign_unknown"})
-    await wait_for(stack, platform, user, newest_card("杭州云帆物流有限公司"), timeout=90)
+    (card,) = await wait_for(stack, platform, user, newest_card("杭州云帆物流有限公司"),
+                             timeout=90)
+    assert "91330106MA2H5Y3K0F" in card_text(card) and "吊销" in card_text(card), card_text(card)
 
 
 async def test_own_upload_is_sent_like_a_platform_file(stack):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.registry.credit_code import check_char, clean, is_valid, problem
+from sales.credit_code import check_char, clean, is_valid, problem
 
 # published codes of well-known companies (from their business licences)
 REAL = ["91330100716105852F", "91110000710928807K", "91420000757013137P",

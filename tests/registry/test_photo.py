@@ -62,9 +62,10 @@ async def test_sign_in_the_local_registry_warns_and_prefills(local_env: Env):
     assert "吊销" in dump and "⚠️" in dump
     await tap_first(env, cards(env)[0])
     await env.wait_for(lambda: env.count("visits") == 1, 10, "visit row")
-    (tags,), = env.sql("SELECT tags FROM customers WHERE name='杭州云帆物流有限公司'")
-    tags = json.loads(tags) if isinstance(tags, str) else tags
-    assert tags == ["信用代码:91330106MA2H5Y3K0F"]
+    (tags, code, address), = env.sql("SELECT tags, credit_code, address FROM customers "
+                                     "WHERE name='杭州云帆物流有限公司'")
+    assert (json.loads(tags) if isinstance(tags, str) else tags) == []
+    assert (code, address) == ("91330106MA2H5Y3K0F", "杭州市西湖区文三路100号")  # pre-filled
     (evidence,), = env.sql("SELECT evidence FROM visits")
     evidence = json.loads(evidence) if isinstance(evidence, str) else evidence
     assert evidence["registry"] == {"credit_code": "91330106MA2H5Y3K0F",
@@ -112,8 +113,10 @@ async def test_registry_down_says_unavailable(db_url, tmp_path, rapid):
         assert "工商信息暂不可用" in dump and "杭州云帆物流有限公司" in dump
         await tap_first(env, cards(env)[0])  # the card still works
         await env.wait_for(lambda: env.count("visits") == 1, 10, "visit row")
-        (tags,), = env.sql("SELECT tags FROM customers WHERE name='杭州云帆物流有限公司'")
+        (tags, code, address), = env.sql("SELECT tags, credit_code, address FROM customers "
+                                         "WHERE name='杭州云帆物流有限公司'")
         assert (json.loads(tags) if isinstance(tags, str) else tags) == []
+        assert (code, address) == ("", "")
     finally:
         await env.bot.close()
         await sim_server.close()

@@ -118,11 +118,13 @@ async def test_customer_upsert_with_position(api):
     customer first filed in chat takes the ERP's key by its exact name; a half position, an
     unknown system or another customer's name is a 422 that writes nothing."""
     body = {"name": "ERP 新客户", "region": "华东区", "owner": "张三", "lat": 31.2304,
-            "lng": 121.4737, "coord_system": "gcj02"}
+            "lng": 121.4737, "coord_system": "gcj02", "address": "上海市浦东新区张江路88号",
+            "credit_code": "91310115ma1k4f2d6r"}
     status, c = await call(api, "PUT", "/api/v1/customers/ERP-C-1", body)
     assert status == 201, c
     assert (c["name"], c["owner"], c["lat"], c["lng"], c["coord_system"]) == (
         "ERP 新客户", "张三", 31.2304, 121.4737, "gcj02")
+    assert (c["address"], c["credit_code"]) == ("上海市浦东新区张江路88号", "91310115MA1K4F2D6R")
     status, g = await call(api, "GET", "/api/v1/customers/ERP-C-1")
     assert status == 200 and g == c
     status, u = await call(api, "PUT", "/api/v1/customers/ERP-C-1",
@@ -140,7 +142,8 @@ async def test_customer_upsert_with_position(api):
                        ({"name": "百度坐标", "lat": 31.0, "lng": 121.0, "coord_system": "bd09"},
                         "coord_system"),
                        ({"name": "纬度", "lat": 91, "lng": 121.0, "coord_system": "wgs84"}, "lat"),
-                       ({"name": "南京金陵化工集团"}, "name")):
+                       ({"name": "南京金陵化工集团"}, "name"),
+                       ({"name": "校验位", "credit_code": "91310115MA1K4F2D6X"}, "credit_code")):
         status, e = await call(api, "PUT", "/api/v1/customers/ERP-C-3", bad)
         assert status == 422, (bad, e)
         assert [d["field"] for d in e["details"]][:1] == [field], e

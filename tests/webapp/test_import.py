@@ -185,6 +185,23 @@ async def test_customer_positions_import_with_their_coordinate_system(web):
     assert len(audit) == 1 and '"positions": 2' in audit[0][0]
 
 
+async def test_customers_import_with_address_and_a_checked_credit_code(web):
+    c = await admin(web)
+    status, page = await upload(c, "customers", csv_bytes([
+        ["name", "address", "credit_code"],
+        ["地址客户甲", "杭州市西湖区文三路100号", "91330106ma2h5y3k0f"],
+        ["地址客户乙", "", "91330106MA2H5Y3K0X"]]))  # a wrong check character
+    assert problems(page) == [("3", "credit_code", "统一社会信用代码校验位错误 / wrong check "
+                                                    "character")]
+    assert web.sql("SELECT count(*) FROM customers WHERE name LIKE '地址客户%'") == [(0,)]
+    status, page = await upload(c, "customers", csv_bytes([
+        ["name", "address", "credit_code"],
+        ["地址客户甲", "杭州市西湖区文三路100号", "91330106ma2h5y3k0f"]]))
+    assert status == 200 and "导入成功" in page, page[-2000:]
+    assert web.sql("SELECT address, credit_code FROM customers WHERE name = '地址客户甲'") == [
+        ("杭州市西湖区文三路100号", "91330106MA2H5Y3K0F")]
+
+
 async def test_invoice_numbers_unique_in_file_and_db(web):
     c = await admin(web)
     before = counts(web)
@@ -362,7 +379,7 @@ async def test_export_round_trips_into_an_empty_database(web, db_url):
     async with adm.http.get("/app/data/export?kind=visits&format=csv") as r:
         assert r.status == 200
     assert sheets["positions"][1:] == [["'" + TRICKY_NAMES[2], "31.2304", "121.4737", "gcj02"]]
-    assert customers["'" + TRICKY_NAMES[2]][8:] == ["31.2304", "121.4737", "gcj02"]
+    assert customers["'" + TRICKY_NAMES[2]][8:11] == ["31.2304", "121.4737", "gcj02"]
     assert web.sql("SELECT count(*) FROM audit_log WHERE action = 'data.export'") == [(8,)]
     await asyncio.to_thread(upgrade, db_url)
     eng = sync_engine(db_url)
