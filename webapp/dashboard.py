@@ -21,6 +21,8 @@ from sqlmodel import select
 
 from config.alert_rules import AlertRules
 from jobs.alerts import STAGE_NAMES
+from sales import checkin_report
+from sales.checkin import DEFAULT_RADIUS_M, WGS84, Point, check_in
 from storage.alert_models import CustomerHealth
 from storage.models import Customer, Deal, Invoice, User, Visit
 from webapp import dashboard_forecast, dashboard_targets
@@ -29,6 +31,7 @@ from webapp.auth import require
 from webapp.charts import Bar, bar_chart
 from webapp.core import MANAGERS, current_user, web_ctx
 from webapp.render import error_page, money, render
+from webapp.rep_capture import radius_m
 
 routes = web.RouteTableDef()
 LIST_LIMIT = 500  # rows shown on a drill-down page (the total is always counted)
@@ -43,6 +46,7 @@ class Filters:
     today: date
     period: m.Period
     scope: m.Scope
+    radius: float = DEFAULT_RADIUS_M  # the check-in radius (FIELDBOT_CHECKIN_RADIUS_M)
 
     def query(self, **extra: str) -> str:
         q = dict(extra)
@@ -68,7 +72,7 @@ async def read_filters(request: web.Request, db) -> Filters:
     today = now.astimezone(rules.tz).date()
     period = m.parse_period(request.query, today, rules.tz)
     scope = await m.resolve_scope(db, user, request.query.get("team"))
-    return Filters(user, rules, now, today, period, scope)
+    return Filters(user, rules, now, today, period, scope, radius_m(ctx.settings))
 
 
 def _pct(x: float | None) -> str:
@@ -89,6 +93,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         stale = await m.stale(db, f.scope, f.rules, f.now)
         reps = await m.per_rep(db, f.scope, f.period, f.rules, f.now, coll.received_source)
         grades = await m.grades(db, f.scope)
+        checkins = await checkin_report.checkins(db, f.scope.owners, f.period.t0,
+                                                 f.period.t1, f.radius)
         targets = await dashboard_targets.panel(db, f.scope.owners, f.scope.team_id, f.today,
                                                 f.rules.tz, f.now, f.period.t0, f.period.t1)
         forecast = await dashboard_forecast.panel(
@@ -129,6 +135,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     return render(request, "dashboard.html", f=f, funnel=funnel, coll=coll, stale=stale,
                   reps=reps, grades=grades, charts=charts, periods=m.PERIODS, pct=_pct,
                   stage_labels=STAGE_LABELS, targets=targets, forecast=forecast,
+                  checkins=checkins,
                   fpct=dashboard_forecast.pct)
 
 
@@ -201,15 +208,24 @@ async def _customers(db, f: Filters, title: str, *where) -> Section:
     return Section("customers", title, rows, int(total))
 
 
-async def _visits(db, f: Filters, title: str, *where) -> Section:
+async def _visits(db, f: Filters, title: str, *where, radius: float | None = None,
+                  order=None) -> Section:
     total = (await db.exec(select(func.count()).select_from(Visit).where(*where))).one()
     q = (select(Visit.id, Visit.created_at, Visit.source, Visit.summary, Customer.id,
-                Customer.name).select_from(Visit)
+                Customer.name, Visit.lat, Visit.lng, Visit.coord_system, Customer.lat,
+                Customer.lng, Customer.coord_system).select_from(Visit)
          .outerjoin(Customer, Customer.id == Visit.customer_id).where(*where)
-         .order_by(Visit.created_at.desc()).limit(LIST_LIMIT))
-    rows = [{"id": vid, "at": at, "source": src, "summary": (summary or "")[:120],
-             "customer": (cid, cname or "—", f.link("customer", cid) if cid else None)}
-            for vid, at, src, summary, cid, cname in (await db.exec(q)).all()]
+         .order_by(*(order or (Visit.created_at.desc(),))).limit(LIST_LIMIT))
+    rows = []
+    for (vid, at, src, summary, cid, cname, vlat, vlng, vsys, clat, clng, csys) in (
+            await db.exec(q)).all():
+        ci = None
+        if None not in (vlat, vlng, clat, clng):
+            ci = check_in(Point(vlat, vlng, vsys or WGS84), Point(clat, clng, csys or WGS84),
+                          radius if radius is not None else f.radius)
+        rows.append({"id": vid, "at": at, "source": src, "summary": (summary or "")[:120],
+                     "positioned": vlat is not None, "checkin": ci,
+                     "customer": (cid, cname or "—", f.link("customer", cid) if cid else None)})
     return Section("visits", title, rows, int(total))
 
 
@@ -269,6 +285,19 @@ async def _drill(db, f: Filters, metric: str, value: str) -> tuple[str, list[Sec
                          or_(in_p, m.stage_filter("won", p))),
             await _visits(db, f, "期间拜访 Visits in the period", Visit.user_id == uid,
                           Visit.created_at >= p.t0, Visit.created_at < p.t1)]
+    if metric == "checkins":  # the period's visits that carry a position, farthest first
+        report = await checkin_report.checkins(db, scope.owners, p.t0, p.t1, f.radius)
+        ids = [r.visit_id for r in report.rows[:LIST_LIMIT]]
+        if value == "far":
+            ids = [r.visit_id for r in report.rows if r.checkin.far][:LIST_LIMIT]
+        elif value:
+            raise m.FilterError(400, "未知的签到筛选 / Unknown check-in filter.")
+        rank = {vid: i for i, vid in enumerate(ids)}
+        section = await _visits(db, f, "签到 Check-ins", Visit.id.in_(ids or [-1]),
+                                radius=f.radius)
+        section.rows.sort(key=lambda r: rank[r["id"]])
+        far = "（超出范围 / beyond the radius）" if value == "far" else ""
+        return f"签到 Check-ins{far}：{p.start.isoformat()} — {p.end.isoformat()}", [section]
     if metric == "customer":
         cid = m.parse_id(value, "value")
         cust = await db.get(Customer, cid)
