@@ -29,7 +29,7 @@ import unicodedata
 from itertools import product
 from typing import Any
 
-from bot.matching import _DROP, GENERIC
+from bot.matching import _DROP, GENERIC, _put
 
 MIN_SYLLABLES = 3
 MIN_INITIALS = 4
@@ -310,17 +310,6 @@ def _latin_words(raw: str) -> list[tuple[str, int, int, bool, bool]]:
 
 def _shares(a: str, b: str) -> bool:
     return any(x == y for x, y in zip(a, b, strict=True))
-
-
-def _put(index: dict, key: Any, value: int) -> None:
-    cur = index.get(key)
-    if cur is None:
-        index[key] = value
-    elif isinstance(cur, list):
-        if value not in cur:
-            cur.append(value)
-    elif cur != value:
-        index[key] = [cur, value]
 
 
 def _iter(found: int | list[int]) -> Any:

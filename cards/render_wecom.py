@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from cards.model import Card, Checkbox, DatePicker, Select, TextInput
 
@@ -76,6 +76,17 @@ def task_id_for(seed: str) -> str:
 
 def _option_key(token: str, name: str, value: str) -> str:
     return f"{token}|{quote(name, safe='')}={quote(value, safe='')}"
+
+
+def split_key(key: str) -> tuple[str, dict[str, str]]:
+    """A tapped button's key → (signed token, the form input an option button carries): the
+    inverse of ``_option_key``, for both WeCom transports (the app's callback, the AI bot)."""
+    token, sep, rest = key.partition("|")
+    form: dict[str, str] = {}
+    if sep and "=" in rest:
+        name, _, value = rest.partition("=")
+        form[unquote(name)] = unquote(value)
+    return token, form
 
 
 def _buttons(card: Card) -> tuple[list[dict], dict | None, list[str]]:

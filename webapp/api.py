@@ -184,10 +184,7 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
             changes: dict[str, Any] = {"created": True}
             status = 201
         else:
-            changes = {k: [str(getattr(cust, k)), str(v)] for k, v in new.items()
-                       if getattr(cust, k) != v}
-            for k, v in new.items():
-                setattr(cust, k, v)
+            changes = _apply(cust, new)
             status = 200
         return await _saved(db, cust, status, _customer_out, "api.customer.upsert", "customer",
                             {"external_id": key, "changes": changes})
@@ -206,6 +203,15 @@ async def _deal_out(db, deal: Deal) -> m.DealOut:
                      customer_external_id=cust.external_id, title=deal.title, stage=deal.stage,
                      amount=deal.amount, owner=owner.name if owner else None,
                      last_activity_at=deal.last_activity_at, created_at=deal.created_at)
+
+
+def _apply(row: Any, new: dict[str, Any]) -> dict[str, list[str]]:
+    """Set ``new`` on ``row``; what changed as {field: [old, new]} for the audit row."""
+    changes = {k: [str(getattr(row, k)), str(v)] for k, v in new.items()
+               if getattr(row, k) != v}
+    for k, v in new.items():
+        setattr(row, k, v)
+    return changes
 
 
 def _out(model: BaseModel, status: int = 200) -> web.Response:
@@ -327,10 +333,7 @@ async def put_invoice(request: web.Request) -> web.StreamResponse:
                 new["paid_amount"] = body.paid_amount
             if new.get("paid_amount", inv.paid_amount) > body.amount:
                 raise _field("amount", "less than what is already paid")
-            changes = {k: [str(getattr(inv, k)), str(v)] for k, v in new.items()
-                       if getattr(inv, k) != v}
-            for k, v in new.items():
-                setattr(inv, k, v)
+            changes = _apply(inv, new)
             status = 200
         _settle(inv, now)
         return await _saved(db, inv, status, _invoice_out, "api.invoice.upsert", "invoice",

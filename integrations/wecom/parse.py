@@ -13,9 +13,9 @@ import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from bot.event import CardAction, ChatRef, Event, Location, MediaRef
+from cards.render_wecom import split_key
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,6 @@ def _created(raw: dict[str, Any]) -> datetime:
         return datetime.fromtimestamp(int(raw.get("CreateTime") or 0), UTC)
     except (ValueError, OverflowError, OSError):
         return datetime.now(UTC)
-
-
-def split_key(key: str) -> tuple[str, dict[str, str]]:
-    """Button key → (signed token, form input carried by an option button)."""
-    token, sep, rest = key.partition("|")
-    form: dict[str, str] = {}
-    if sep and "=" in rest:
-        name, _, value = rest.partition("=")
-        form[unquote(name)] = unquote(value)
-    return token, form
 
 
 def _selected(raw: dict[str, Any]) -> dict[str, Any]:

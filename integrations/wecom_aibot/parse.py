@@ -32,9 +32,9 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from bot.event import CardAction, ChatRef, Event, MediaRef
+from cards.render_wecom import split_key
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,6 @@ def _created(body: dict[str, Any]) -> datetime:
         return datetime.fromtimestamp(ts, UTC) if ts else datetime.now(UTC)
     except (ValueError, OverflowError, OSError, TypeError):
         return datetime.now(UTC)
-
-
-def split_key(key: str) -> tuple[str, dict[str, str]]:
-    """Button key → (signed token, form input carried by an option button); the format is
-    ``cards.render_wecom``'s (``<token>|<name>=<value>``)."""
-    token, sep, rest = key.partition("|")
-    form: dict[str, str] = {}
-    if sep and "=" in rest:
-        name, _, value = rest.partition("=")
-        form[unquote(name)] = unquote(value)
-    return token, form
 
 
 def _selected(tap: dict[str, Any]) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_limits_hold():
 
 
 def test_option_buttons_round_trip_through_the_parser():
-    from integrations.wecom.parse import split_key
+    from cards.render_wecom import split_key
 
     tpl = render_card(CARDS["select_buttons"], task_id="t")
     keys = [b["key"] for b in tpl["button_list"]]
