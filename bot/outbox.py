@@ -17,7 +17,13 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from bot.event import OutMessage, Target, utcnow
-from bot.platform import ConfigurationError, DeliveryError, NotReady, PlatformAdapter
+from bot.platform import (
+    ConfigurationError,
+    DeliveryError,
+    NotReady,
+    PlatformAdapter,
+    RateLimited,
+)
 from bot.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -170,6 +176,13 @@ class OutboxSender:
             return delay
         except NotReady as exc:  # a connection coming back: wait for it, attempts untouched
             delay = exc.retry_after or 2.0
+            await self._retry_later(row_id, attempts, delay, str(exc), count=False)
+            return delay
+        except RateLimited as exc:
+            # the platform refused to take it now (its QPS, e.g. two instances sharing one
+            # app's 20 calls/s): not a failed attempt — retried after the platform's wait,
+            # spread a little so instances do not come back in step
+            delay = (exc.retry_after or 2.0) * (1 + 0.25 * random.random())
             await self._retry_later(row_id, attempts, delay, str(exc), count=False)
             return delay
         except DeliveryError as exc:
