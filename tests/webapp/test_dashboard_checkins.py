@@ -41,7 +41,7 @@ async def test_dashboard_counts_and_lists_the_check_ins(web):
         conn.execute(insert(Visit.__table__), [
             {"user_id": uid, "customer_id": c, "source": "manual", "summary": s,
              "evidence": {}, "lat": lat, "lng": lng, "coord_system": system,
-             "created_at": now - timedelta(minutes=i)}
+             "created_at": now - timedelta(seconds=i)}  # inside the period at any instant
             for i, (s, c, lat, lng, system) in enumerate(rows)])
 
     await web.write(seed)
