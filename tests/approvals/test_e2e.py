@@ -221,14 +221,19 @@ async def test_outsider_and_requester_cannot_decide(stack, platform):
     card = await wait_for(stack, platform, "lijingli",
                           card_with("报价审批", buttons=["同意", "驳回"]))
     # 李四 presses the same button token (a forwarded card), 张三 too: refused, nothing changes
+    # Feishu: the refusal rides in the tap's answer as a toast when the run beats the answer's
+    # 60 ms budget (webhook.TOAST_WAIT_S); on a loaded machine it comes as a message instead
     status, _b, toast = await raw_tap(stack, platform, "lisi", card, 0)
     assert status == 200
-    if platform == "feishu":
+    if platform == "feishu" and toast is not None:
         assert "不是当前审批人" in toast["text"]
     await wait_for(stack, platform, "lisi", text_with("不是这一步的审批人"))
     status, _b, toast = await raw_tap(stack, platform, "zhangsan", card, 0)
-    if platform == "feishu":
+    assert status == 200
+    if platform == "feishu" and toast is not None:
         assert "不能审批自己的申请" in toast["text"]
+    elif platform == "feishu":
+        await wait_for(stack, platform, "zhangsan", text_with("不能审批自己的申请"))
     await say(stack, platform, "lijingli", "待我审批")
     await wait_for(stack, platform, "lijingli", shows("待我审批"))
 
