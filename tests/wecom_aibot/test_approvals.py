@@ -47,7 +47,9 @@ async def test_quote_approved_by_manager_then_vp(aibot):
     sim = aibot.sim
     await sim.push_text("zhangsan", "报价 华东精密 86000 备注 年度框架")
     (call, confirm), = await wait_for(lambda: _cards(sim, "zhangsan", "确认报价"))
-    assert call.api == "aibot_respond_msg"  # in-band, on the message's req_id
+    # in-band on the message's req_id while it is fresh (5 s; tests/wecom_aibot/test_e2e.py
+    # checks that path), else proactively — a loaded CI machine can take longer than 5 s
+    assert call.api in ("aibot_respond_msg", "aibot_send_msg")
     tap = await _tap(sim, "zhangsan", confirm, "提交")
     await wait_for(lambda: [c for c in sim.ok("aibot_respond_update_msg")
                             if c.result["req_id"] == tap])
