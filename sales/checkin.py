@@ -132,6 +132,16 @@ def check_in(visit: Point, customer: Point, radius_m: float = DEFAULT_RADIUS_M) 
     return CheckIn(distance_m=d, radius_m=radius_m, far=d > radius_m)
 
 
+def check_in_at(vlat: float | None, vlng: float | None, vsys: str | None, clat: float | None,
+                clng: float | None, csys: str | None,
+                radius_m: float = DEFAULT_RADIUS_M) -> CheckIn | None:
+    """The check-in of a visit at (vlat, vlng) for a customer at (clat, clng), both as stored
+    (a blank system is WGS-84); None when either position is missing."""
+    if vlat is None or vlng is None or clat is None or clng is None:
+        return None
+    return check_in(Point(vlat, vlng, vsys or WGS84), Point(clat, clng, csys or WGS84), radius_m)
+
+
 def format_distance(metres: float) -> str:
     """"80 m" (whole metres below a kilometre), "2.0 km"."""
     if metres < 1000:

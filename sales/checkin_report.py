@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, false, func, select
 
-from sales.checkin import WGS84, CheckIn, Point, check_in
+from sales.checkin import CheckIn, check_in_at
 from sales.funnel import _rows
 from storage.models import Customer, Visit
 
@@ -33,9 +33,6 @@ class CheckinSummary:
     far: int = 0  # measured, and farther than the radius
     radius_m: float = 0.0
     rows: list[CheckinRow] = field(default_factory=list)  # measured, farthest first
-
-    def of(self, visit_id: int) -> CheckIn | None:
-        return next((r.checkin for r in self.rows if r.visit_id == visit_id), None)
 
 
 def _scoped(owners: list[int] | None):
@@ -58,9 +55,8 @@ async def checkins(db, owners: list[int] | None, t0: datetime, t1: datetime,
                 Customer.lat.is_not(None), Customer.lng.is_not(None))
          .order_by(Visit.created_at.desc()).limit(ROWS_MAX))
     for vid, vlat, vlng, vsys, clat, clng, csys in await _rows(db, q):
-        ci = check_in(Point(vlat, vlng, vsys or WGS84), Point(clat, clng, csys or WGS84),
-                      radius_m)
-        out.rows.append(CheckinRow(vid, ci))
+        out.rows.append(CheckinRow(vid, check_in_at(vlat, vlng, vsys, clat, clng, csys,
+                                                    radius_m)))
     out.rows.sort(key=lambda r: -r.checkin.distance_m)
     out.measured = len(out.rows)
     out.far = sum(r.checkin.far for r in out.rows)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from sales.checkin import DEFAULT_RADIUS_M, WGS84, CheckIn, Point, check_in, valid
+from sales.checkin import DEFAULT_RADIUS_M, WGS84, CheckIn, Point, check_in_at, valid
 from storage.models import Customer, Visit
 from storage.prefs import get_prefs, set_pref
 
@@ -45,11 +45,10 @@ def _aware(dt: datetime) -> datetime:
 
 def checkin_of(visit: Visit, customer: Customer | None,
                radius_m: float = DEFAULT_RADIUS_M) -> CheckIn | None:
-    if visit.lat is None or visit.lng is None or customer is None or customer.lat is None \
-            or customer.lng is None:
+    if customer is None:
         return None
-    return check_in(Point(visit.lat, visit.lng, visit.coord_system or WGS84),
-                    Point(customer.lat, customer.lng, customer.coord_system or WGS84), radius_m)
+    return check_in_at(visit.lat, visit.lng, visit.coord_system, customer.lat, customer.lng,
+                       customer.coord_system, radius_m)
 
 
 def _put(visit: Visit, point: Point, accuracy_m: float | None = None) -> None:

@@ -22,7 +22,7 @@ from sqlmodel import select
 from config.alert_rules import AlertRules
 from jobs.alerts import STAGE_NAMES
 from sales import checkin_report
-from sales.checkin import DEFAULT_RADIUS_M, WGS84, Point, check_in
+from sales.checkin import DEFAULT_RADIUS_M, check_in_at
 from storage.alert_models import CustomerHealth
 from storage.models import Customer, Deal, Invoice, User, Visit
 from webapp import dashboard_forecast, dashboard_targets
@@ -208,21 +208,17 @@ async def _customers(db, f: Filters, title: str, *where) -> Section:
     return Section("customers", title, rows, int(total))
 
 
-async def _visits(db, f: Filters, title: str, *where, radius: float | None = None,
-                  order=None) -> Section:
+async def _visits(db, f: Filters, title: str, *where) -> Section:
     total = (await db.exec(select(func.count()).select_from(Visit).where(*where))).one()
     q = (select(Visit.id, Visit.created_at, Visit.source, Visit.summary, Customer.id,
                 Customer.name, Visit.lat, Visit.lng, Visit.coord_system, Customer.lat,
                 Customer.lng, Customer.coord_system).select_from(Visit)
          .outerjoin(Customer, Customer.id == Visit.customer_id).where(*where)
-         .order_by(*(order or (Visit.created_at.desc(),))).limit(LIST_LIMIT))
+         .order_by(Visit.created_at.desc()).limit(LIST_LIMIT))
     rows = []
     for (vid, at, src, summary, cid, cname, vlat, vlng, vsys, clat, clng, csys) in (
             await db.exec(q)).all():
-        ci = None
-        if None not in (vlat, vlng, clat, clng):
-            ci = check_in(Point(vlat, vlng, vsys or WGS84), Point(clat, clng, csys or WGS84),
-                          radius if radius is not None else f.radius)
+        ci = check_in_at(vlat, vlng, vsys, clat, clng, csys, f.radius)
         rows.append({"id": vid, "at": at, "source": src, "summary": (summary or "")[:120],
                      "positioned": vlat is not None, "checkin": ci,
                      "customer": (cid, cname or "—", f.link("customer", cid) if cid else None)})
@@ -293,8 +289,7 @@ async def _drill(db, f: Filters, metric: str, value: str) -> tuple[str, list[Sec
         elif value:
             raise m.FilterError(400, "未知的签到筛选 / Unknown check-in filter.")
         rank = {vid: i for i, vid in enumerate(ids)}
-        section = await _visits(db, f, "签到 Check-ins", Visit.id.in_(ids or [-1]),
-                                radius=f.radius)
+        section = await _visits(db, f, "签到 Check-ins", Visit.id.in_(ids or [-1]))
         section.rows.sort(key=lambda r: rank[r["id"]])
         far = "（超出范围 / beyond the radius）" if value == "far" else ""
         return f"签到 Check-ins{far}：{p.start.isoformat()} — {p.end.isoformat()}", [section]

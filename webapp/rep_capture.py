@@ -30,7 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
 
 from handlers.visits import lock_customer, visit_audit_detail, write_visit
-from sales.checkin import DEFAULT_RADIUS_M, SYSTEMS, WGS84, Point, check_in, valid
+from sales.checkin import DEFAULT_RADIUS_M, SYSTEMS, WGS84, valid
+from sales.location_checkin import checkin_of
 from storage.models import Customer, CustomerAlias, Job, User, Visit
 from webapp.auth import require
 from webapp.core import SESSION_KEY, current_user, web_ctx
@@ -209,8 +210,7 @@ def _checkin(visit: Visit, customer: Customer | None, radius: float) -> dict[str
     if customer is None or customer.lat is None or customer.lng is None:
         return {"label": "客户还没有坐标 / The customer has no position yet", "far": False,
                 "distance_m": None}
-    ci = check_in(Point(visit.lat, visit.lng, visit.coord_system or WGS84),
-                  Point(customer.lat, customer.lng, customer.coord_system or WGS84), radius)
+    ci = checkin_of(visit, customer, radius)
     return {"distance_m": round(ci.distance_m, 1), "far": ci.far, "label": ci.label,
             "radius_m": radius}
 
