@@ -316,11 +316,10 @@ def _position(row: _Row, required: bool = False) -> dict[str, Any]:
     system = row.get("coord_system", _system, required=required)
     given = [c for c, v in (("lat", lat), ("lng", lng), ("coord_system", system)) if v is not None]
     if given and len(given) < 3:
-        missing = [c for c in ("lat", "lng", "coord_system") if c not in given]
-        for c in missing:
-            if not row.bad:
-                row.fail(c, "坐标需要 lat、lng 和 coord_system 三项 / a position needs lat, lng "
-                            "and coord_system")
+        if not row.bad:  # the first missing one (a bad cell has been reported already)
+            missing = next(c for c in ("lat", "lng", "coord_system") if c not in given)
+            row.fail(missing, "坐标需要 lat、lng 和 coord_system 三项 / a position needs lat, "
+                              "lng and coord_system")
         return {"lat": None, "lng": None, "coord_system": ""}
     return {"lat": lat, "lng": lng, "coord_system": system or ""}
 
